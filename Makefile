@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make demo   install what is missing, build, run the main job
+#   make test   install what is missing, build, run the whole test suite
+# Other targets: build, test-asan (sanitizer build + suite), bench, clean.
+
+JOBS ?= 2
+BUILD ?= build
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test test-asan bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)/nnq
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Address + UndefinedBehavior (+ Leak) sanitizers over the same suite.
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNNQ_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		NNQ_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@bench/run.sh $(BUILD)/nnq
+
+clean:
+	rm -rf build build-asan

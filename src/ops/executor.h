@@ -1,0 +1,49 @@
+/* The float executor: runs a prepared graph on concrete inputs.
+ *
+ * Lifecycle: nnq_graph_prepare (once per graph) → nnq_exec_create →
+ * nnq_exec_run (any number of times; re-plans itself when the input shapes
+ * change, e.g. a new batch size) → nnq_exec_output → nnq_exec_free.
+ * Intermediate buffers come from one arena planned from value lifetimes;
+ * with keep_all every value stays readable after a run (for calibration). */
+#ifndef NNQ_OPS_EXECUTOR_H
+#define NNQ_OPS_EXECUTOR_H
+
+#include <stdbool.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "ir/graph.h"
+
+/* Topologically sort, verify structure, check every op is supported with a
+ * valid arity (naming op and node otherwise), fold constant subgraphs
+ * (Constant nodes and ops whose inputs are all constant), and infer shapes
+ * (symbolic dims stay -1). Modifies g. */
+nnq_status nnq_graph_prepare(nnq_graph *g);
+
+/* Shape inference only, with the graph inputs' shapes overridden by
+ * `input_shapes` (n = g->n_inputs; NULL keeps the declared shapes).
+ * Writes the result into each value's t.rank/t.dims/t.dtype. */
+nnq_status nnq_graph_infer_shapes(nnq_graph *g, const nnq_tensor *input_shapes);
+
+typedef struct nnq_exec_options {
+    int threads;   /* 0: all available cores */
+    bool keep_all; /* keep every intermediate value after run (no reuse) */
+} nnq_exec_options;
+
+typedef struct nnq_exec nnq_exec;
+
+/* The executor keeps a pointer to g: g must outlive it and not change. */
+nnq_status nnq_exec_create(const nnq_graph *g, const nnq_exec_options *opt, nnq_exec **out);
+void nnq_exec_free(nnq_exec *e);
+
+/* inputs[i] feeds g->inputs[i] (dtype and rank must match; symbolic dims
+ * take the given size, fixed dims must equal). */
+nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs);
+
+/* Graph output i after a run; data valid until the next run. */
+const nnq_tensor *nnq_exec_output(const nnq_exec *e, int i);
+/* Any value by index (graph inputs, constants, outputs; intermediates only
+ * with keep_all). NULL data if the buffer was reused. */
+const nnq_tensor *nnq_exec_value(const nnq_exec *e, int value);
+
+#endif

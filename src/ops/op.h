@@ -1,0 +1,59 @@
+/* The op interface. Every op is one nnq_op_def in one table (op_list.inc):
+ * shape inference, optional scratch size, forward. Later issues add the
+ * backward pass and the integer lowering to the same struct.
+ *
+ * The same nnq_op_args is used for inference and execution:
+ *   infer:   in[i] carry dtype+shape (data only if the input is constant);
+ *            infer fills out[i] dtype+shape.
+ *   forward: in[i] and out[i] have data, out[i] already shaped by infer. */
+#ifndef NNQ_OPS_OP_H
+#define NNQ_OPS_OP_H
+
+#include <stddef.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "ir/graph.h"
+
+typedef struct nnq_op_args {
+    const nnq_graph *graph;
+    const nnq_node *node;
+    int opset;                   /* default-domain opset of the model */
+    int n_in;
+    const nnq_tensor *const *in; /* in[i] NULL for an omitted optional input */
+    int n_out;
+    nnq_tensor *const *out;      /* out[i] NULL for an omitted optional output */
+    int threads;                 /* threads this op may use (OpenMP) */
+    void *scratch;               /* scratch_size() bytes, 64-byte aligned */
+    size_t scratch_bytes;
+} nnq_op_args;
+
+typedef nnq_status (*nnq_op_infer_fn)(const nnq_op_args *a);
+typedef size_t (*nnq_op_scratch_fn)(const nnq_op_args *a);
+typedef nnq_status (*nnq_op_forward_fn)(const nnq_op_args *a);
+
+typedef struct nnq_op_def {
+    const char *op_type;
+    int min_inputs, max_inputs;
+    int min_outputs, max_outputs;
+    nnq_op_infer_fn infer;
+    nnq_op_scratch_fn scratch_size; /* NULL: no scratch */
+    nnq_op_forward_fn forward;
+} nnq_op_def;
+
+/* Lookup by op type in the default domain; NULL if unsupported. */
+const nnq_op_def *nnq_op_find(const char *op_type);
+/* All registered ops, for listings and tests. */
+int nnq_op_count(void);
+const nnq_op_def *nnq_op_at(int i);
+
+/* Failure helper: message prefixed with "<OpType> node '<name>': ". */
+nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Declarations of every op's def, generated from the list. */
+#define NNQ_OP(name) extern const nnq_op_def nnq_op_##name;
+#include "ops/op_list.inc"
+#undef NNQ_OP
+
+#endif

@@ -1,0 +1,34 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/op.h"
+
+static const nnq_op_def *const op_table[] = {
+#define NNQ_OP(name) &nnq_op_##name,
+#include "ops/op_list.inc"
+#undef NNQ_OP
+};
+
+int nnq_op_count(void) { return (int)(sizeof op_table / sizeof op_table[0]); }
+
+const nnq_op_def *nnq_op_at(int i) {
+    return (i >= 0 && i < nnq_op_count()) ? op_table[i] : NULL;
+}
+
+const nnq_op_def *nnq_op_find(const char *op_type) {
+    for (int i = 0; i < nnq_op_count(); i++)
+        if (strcmp(op_table[i]->op_type, op_type) == 0) return op_table[i];
+    return NULL;
+}
+
+nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *name = a->node && a->node->name && a->node->name[0] ? a->node->name : "(unnamed)";
+    const char *op = a->node ? a->node->op_type : "?";
+    return nnq_fail(s, "%s node '%s': %s", op, name, msg);
+}
