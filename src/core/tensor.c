@@ -12,6 +12,7 @@ bool nnq_mul_size(size_t a, size_t b, size_t *out) {
 
 int64_t nnq_shape_numel(int rank, const int64_t *dims) {
     int64_t n = 1;
+    if (rank < 0) return -1; /* rank unknown */
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0) return -1;
         if (dims[i] != 0 && n > INT64_MAX / dims[i]) return -1;

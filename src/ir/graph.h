@@ -52,7 +52,7 @@ typedef struct nnq_node {
 
 typedef struct nnq_value {
     char *name;
-    nnq_tensor t;       /* dtype + shape; data for constants */
+    nnq_tensor t;       /* dtype + shape (rank -1 while unknown); data for constants */
     char **dim_params;  /* per dim, symbolic name or NULL; NULL array if none */
     bool is_initializer;
     int producer;       /* node index, -1 for graph inputs and initializers */

@@ -16,14 +16,18 @@
 
 /* Topologically sort, verify structure, check every op is supported with a
  * valid arity (naming op and node otherwise), fold constant subgraphs
- * (Constant nodes and ops whose inputs are all constant), and infer shapes
- * (symbolic dims stay -1). Modifies g. */
+ * (Constant nodes and ops whose inputs are all constant: their outputs get
+ * t.data), and check that shapes infer with symbolic dims set to 1.
+ * Declared shapes of the graph's values are left as they are. */
 nnq_status nnq_graph_prepare(nnq_graph *g);
 
-/* Shape inference only, with the graph inputs' shapes overridden by
- * `input_shapes` (n = g->n_inputs; NULL keeps the declared shapes).
- * Writes the result into each value's t.rank/t.dims/t.dtype. */
-nnq_status nnq_graph_infer_shapes(nnq_graph *g, const nnq_tensor *input_shapes);
+/* Shape inference for concrete input shapes: input_shapes[i] gives the
+ * dtype/rank/dims of g->inputs[i] (NULL: declared shapes, symbolic dims
+ * taken as 1). Fills shapes[v] (n = g->n_values) with every value's dtype
+ * and dims; shapes[v].data points at constant data where there is some
+ * (not owned). */
+nnq_status nnq_graph_infer_shapes(const nnq_graph *g, const nnq_tensor *input_shapes,
+                                  nnq_tensor *shapes);
 
 typedef struct nnq_exec_options {
     int threads;   /* 0: all available cores */
@@ -42,8 +46,9 @@ nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs);
 
 /* Graph output i after a run; data valid until the next run. */
 const nnq_tensor *nnq_exec_output(const nnq_exec *e, int i);
-/* Any value by index (graph inputs, constants, outputs; intermediates only
- * with keep_all). NULL data if the buffer was reused. */
+/* Any value by index after a run. Graph inputs, constants and outputs are
+ * always valid; intermediates only with keep_all (otherwise their arena
+ * space has been reused by later values). */
 const nnq_tensor *nnq_exec_value(const nnq_exec *e, int value);
 
 #endif

@@ -1,0 +1,223 @@
+/* The float executor: plans one arena for all intermediate values from
+ * their lifetimes, then runs the nodes in topological order. */
+#include "ops/executor.h"
+
+#include <limits.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/node_call.h"
+
+#define ARENA_ALIGN 64
+
+struct nnq_exec {
+    const nnq_graph *g;
+    int threads;
+    bool keep_all;
+    bool planned;
+    nnq_tensor *vals;      /* [n_values] run-time shapes and data pointers */
+    nnq_tensor *in_shapes; /* [n_inputs] shapes the current plan was made for */
+    size_t *offset;        /* [n_values] arena offset, SIZE_MAX if not in the arena */
+    unsigned char *arena;
+    size_t arena_bytes;
+    void *scratch;
+    size_t scratch_bytes;
+};
+
+typedef struct live_block {
+    size_t off, size;
+    int last_use;
+} live_block;
+
+static int cmp_block_off(const void *a, const void *b) {
+    const live_block *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+static bool value_in_arena(const nnq_exec *e, int v) {
+    const nnq_value *val = &e->g->values[v];
+    return val->producer >= 0 && !val->t.data;
+}
+
+/* First-fit placement of each node output among the blocks still live
+ * when it is defined. A value is live from its producer to its last
+ * reader inclusive, so an op's output never aliases one of its inputs. */
+static nnq_status plan_arena(nnq_exec *e) {
+    const nnq_graph *g = e->g;
+    nnq_status s = NNQ_OK;
+    int *last_use = malloc(sizeof(int) * (size_t)g->n_values);
+    live_block *blocks = malloc(sizeof(live_block) * (size_t)g->n_values);
+    live_block *live = malloc(sizeof(live_block) * (size_t)g->n_values);
+    int n_blocks = 0;
+    size_t total = 0;
+    if (!last_use || !blocks || !live) {
+        s = nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the executor");
+        goto done;
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        last_use[v] = e->keep_all ? INT_MAX : g->values[v].producer;
+        e->offset[v] = SIZE_MAX;
+    }
+    for (int n = 0; n < g->n_nodes; n++)
+        for (int k = 0; k < g->nodes[n].n_inputs; k++)
+            if (g->nodes[n].inputs[k] >= 0 && last_use[g->nodes[n].inputs[k]] < n)
+                last_use[g->nodes[n].inputs[k]] = n;
+    for (int i = 0; i < g->n_outputs; i++) last_use[g->outputs[i]] = INT_MAX;
+
+    for (int n = 0; n < g->n_nodes; n++) {
+        const nnq_node *nd = &g->nodes[n];
+        for (int k = 0; k < nd->n_outputs; k++) {
+            int v = nd->outputs[k];
+            if (v < 0 || !value_in_arena(e, v)) continue;
+            size_t bytes;
+            if ((s = nnq_tensor_nbytes(&e->vals[v], &bytes)) != NNQ_OK) goto done;
+            bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+            if (bytes == 0) bytes = ARENA_ALIGN;
+            int n_live = 0;
+            for (int b = 0; b < n_blocks; b++)
+                if (blocks[b].last_use >= n) live[n_live++] = blocks[b];
+            qsort(live, (size_t)n_live, sizeof *live, cmp_block_off);
+            size_t off = 0;
+            for (int b = 0; b < n_live; b++) {
+                if (live[b].off >= off + bytes) break; /* fits in the gap before b */
+                if (live[b].off + live[b].size > off) off = live[b].off + live[b].size;
+            }
+            e->offset[v] = off;
+            blocks[n_blocks++] = (live_block){off, bytes, last_use[v]};
+            if (off + bytes > total) total = off + bytes;
+        }
+    }
+    if (total > e->arena_bytes) {
+        free(e->arena);
+        e->arena = aligned_alloc(ARENA_ALIGN, total);
+        e->arena_bytes = e->arena ? total : 0;
+        if (!e->arena) {
+            s = nnq_fail(NNQ_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", total);
+            goto done;
+        }
+    }
+    for (int v = 0; v < g->n_values; v++)
+        if (e->offset[v] != SIZE_MAX) e->vals[v].data = e->arena + e->offset[v];
+done:
+    free(last_use);
+    free(blocks);
+    free(live);
+    return s;
+}
+
+static nnq_status plan_scratch(nnq_exec *e) {
+    const nnq_graph *g = e->g;
+    size_t need = 0;
+    for (int n = 0; n < g->n_nodes; n++) {
+        nnq_node_call c;
+        NNQ_TRY(nnq_node_call_init(&c, g, n, e->vals, e->threads));
+        if (c.def->scratch_size) {
+            size_t b = c.def->scratch_size(&c.args);
+            if (b > need) need = b;
+        }
+    }
+    need = (need + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (need > e->scratch_bytes) {
+        free(e->scratch);
+        e->scratch = aligned_alloc(ARENA_ALIGN, need);
+        e->scratch_bytes = e->scratch ? need : 0;
+        if (!e->scratch) return nnq_fail(NNQ_ERR_NOMEM, "cannot allocate %zu bytes of scratch", need);
+    }
+    return NNQ_OK;
+}
+
+static nnq_status plan(nnq_exec *e, const nnq_tensor *inputs) {
+    const nnq_graph *g = e->g;
+    e->planned = false;
+    NNQ_TRY(nnq_graph_infer_shapes(g, inputs, e->vals));
+    NNQ_TRY(plan_arena(e));
+    NNQ_TRY(plan_scratch(e));
+    for (int i = 0; i < g->n_inputs; i++) {
+        e->in_shapes[i] = inputs[i];
+        e->in_shapes[i].data = NULL;
+        e->in_shapes[i].owns = false;
+    }
+    e->planned = true;
+    return NNQ_OK;
+}
+
+nnq_status nnq_exec_create(const nnq_graph *g, const nnq_exec_options *opt, nnq_exec **out) {
+    *out = NULL;
+    nnq_exec *e = calloc(1, sizeof *e);
+    if (!e) return nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the executor");
+    e->g = g;
+    e->threads = opt && opt->threads > 0 ? opt->threads : omp_get_max_threads();
+    e->keep_all = opt && opt->keep_all;
+    size_t nv = (size_t)(g->n_values ? g->n_values : 1);
+    e->vals = calloc(nv, sizeof *e->vals);
+    e->offset = calloc(nv, sizeof *e->offset);
+    e->in_shapes = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *e->in_shapes);
+    if (!e->vals || !e->offset || !e->in_shapes) {
+        nnq_exec_free(e);
+        return nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the executor");
+    }
+    *out = e;
+    return NNQ_OK;
+}
+
+void nnq_exec_free(nnq_exec *e) {
+    if (!e) return;
+    free(e->vals);
+    free(e->offset);
+    free(e->in_shapes);
+    free(e->arena);
+    free(e->scratch);
+    free(e);
+}
+
+static nnq_status check_input(const nnq_exec *e, int i, const nnq_tensor *t) {
+    const nnq_value *v = &e->g->values[e->g->inputs[i]];
+    char got[128], want[128];
+    if (!t->data) return nnq_fail(NNQ_ERR_INVALID, "input '%s' has no data", v->name);
+    if (t->dtype != v->t.dtype)
+        return nnq_fail(NNQ_ERR_SHAPE, "input '%s' must be %s, got %s", v->name,
+                        nnq_dtype_name(v->t.dtype), nnq_dtype_name(t->dtype));
+    bool ok = v->t.rank < 0 || t->rank == v->t.rank;
+    for (int k = 0; ok && v->t.rank >= 0 && k < t->rank; k++)
+        if (v->t.dims[k] >= 0 && v->t.dims[k] != t->dims[k]) ok = false;
+    if (!ok)
+        return nnq_fail(NNQ_ERR_SHAPE, "input '%s' must have shape %s, got %s", v->name,
+                        nnq_shape_str(&v->t, want, sizeof want), nnq_shape_str(t, got, sizeof got));
+    return NNQ_OK;
+}
+
+nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
+    const nnq_graph *g = e->g;
+    bool same = e->planned;
+    for (int i = 0; i < g->n_inputs; i++) {
+        NNQ_TRY(check_input(e, i, &inputs[i]));
+        if (same && !nnq_shape_equal(&e->in_shapes[i], &inputs[i])) same = false;
+    }
+    if (!same) NNQ_TRY(plan(e, inputs));
+    for (int i = 0; i < g->n_inputs; i++) e->vals[g->inputs[i]].data = inputs[i].data;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const nnq_node *nd = &g->nodes[n];
+        bool folded = true;
+        for (int k = 0; k < nd->n_outputs; k++)
+            if (nd->outputs[k] >= 0 && !g->values[nd->outputs[k]].t.data) folded = false;
+        if (folded) continue;
+        nnq_node_call c;
+        NNQ_TRY(nnq_node_call_init(&c, g, n, e->vals, e->threads));
+        c.args.scratch = e->scratch;
+        c.args.scratch_bytes = e->scratch_bytes;
+        NNQ_TRY(c.def->forward(&c.args));
+    }
+    return NNQ_OK;
+}
+
+const nnq_tensor *nnq_exec_output(const nnq_exec *e, int i) {
+    if (i < 0 || i >= e->g->n_outputs) return NULL;
+    return &e->vals[e->g->outputs[i]];
+}
+
+const nnq_tensor *nnq_exec_value(const nnq_exec *e, int v) {
+    if (v < 0 || v >= e->g->n_values) return NULL;
+    return &e->vals[v];
+}

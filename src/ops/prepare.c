@@ -1,0 +1,147 @@
+/* Graph preparation: ordering, verification, op resolution, constant
+ * folding and shape inference. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/executor.h"
+#include "ops/node_call.h"
+
+static nnq_status check_outputs_inferred(const nnq_graph *g, int n, const nnq_node_call *c) {
+    for (int i = 0; i < c->args.n_out; i++) {
+        const nnq_tensor *t = c->out[i];
+        if (t && (t->dtype == NNQ_DT_UNDEFINED || t->rank < 0)) {
+            char label[256];
+            return nnq_fail(NNQ_ERR_INVALID, "%s node '%s': output %d has no inferred shape",
+                            g->nodes[n].op_type, nnq_node_label(g, n, label, sizeof label), i);
+        }
+    }
+    return NNQ_OK;
+}
+
+static bool node_is_folded(const nnq_graph *g, const nnq_node *nd) {
+    bool any = false;
+    for (int k = 0; k < nd->n_outputs; k++) {
+        if (nd->outputs[k] < 0) continue;
+        if (!g->values[nd->outputs[k]].t.data) return false;
+        any = true;
+    }
+    return any;
+}
+
+nnq_status nnq_graph_infer_shapes(const nnq_graph *g, const nnq_tensor *input_shapes,
+                                  nnq_tensor *shapes) {
+    for (int v = 0; v < g->n_values; v++) {
+        shapes[v] = g->values[v].t;
+        shapes[v].owns = false;
+        if (!g->values[v].t.data) {
+            shapes[v].dtype = NNQ_DT_UNDEFINED;
+            shapes[v].rank = -1;
+        }
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        const nnq_value *v = &g->values[g->inputs[i]];
+        nnq_tensor *t = &shapes[g->inputs[i]];
+        const nnq_tensor *src = input_shapes ? &input_shapes[i] : &v->t;
+        if (src->rank < 0 || src->dtype == NNQ_DT_UNDEFINED)
+            return nnq_fail(NNQ_ERR_SHAPE, "graph input '%s' has no declared type and shape",
+                            v->name);
+        NNQ_TRY(nnq_tensor_set_shape(t, src->dtype, src->rank, src->dims));
+        t->data = NULL;
+        for (int k = 0; k < t->rank; k++)
+            if (t->dims[k] < 0) t->dims[k] = 1; /* symbolic: assume 1 */
+    }
+    for (int n = 0; n < g->n_nodes; n++) {
+        const nnq_node *nd = &g->nodes[n];
+        if (node_is_folded(g, nd)) continue;
+        nnq_node_call c;
+        NNQ_TRY(nnq_node_call_init(&c, g, n, shapes, 1));
+        for (int i = 0; i < c.args.n_in; i++) {
+            if (c.in[i] && c.in[i]->rank < 0) {
+                char label[256];
+                return nnq_fail(NNQ_ERR_INVALID, "%s node '%s': input '%s' has no shape",
+                                nd->op_type, nnq_node_label(g, n, label, sizeof label),
+                                g->values[nd->inputs[i]].name);
+            }
+        }
+        NNQ_TRY(c.def->infer(&c.args));
+        NNQ_TRY(check_outputs_inferred(g, n, &c));
+    }
+    return NNQ_OK;
+}
+
+/* Evaluate node n now and store its outputs as constants in the graph. */
+static nnq_status fold_node(nnq_graph *g, int n) {
+    nnq_status s = NNQ_OK;
+    nnq_tensor *vals = calloc((size_t)g->n_values, sizeof *vals);
+    void *scratch = NULL;
+    if (!vals) return nnq_fail(NNQ_ERR_NOMEM, "out of memory folding constants");
+    const nnq_node *nd = &g->nodes[n];
+    for (int k = 0; k < nd->n_inputs; k++) {
+        if (nd->inputs[k] < 0) continue;
+        vals[nd->inputs[k]] = g->values[nd->inputs[k]].t;
+        vals[nd->inputs[k]].owns = false;
+    }
+    for (int k = 0; k < nd->n_outputs; k++)
+        if (nd->outputs[k] >= 0) vals[nd->outputs[k]].rank = -1;
+    nnq_node_call c;
+    if ((s = nnq_node_call_init(&c, g, n, vals, 1)) != NNQ_OK) goto fail;
+    if ((s = c.def->infer(&c.args)) != NNQ_OK) goto fail;
+    if ((s = check_outputs_inferred(g, n, &c)) != NNQ_OK) goto fail;
+    for (int k = 0; k < c.args.n_out; k++) {
+        if (!c.out[k]) continue;
+        nnq_tensor *t = c.out[k];
+        if ((s = nnq_tensor_alloc(t, t->dtype, t->rank, t->dims)) != NNQ_OK) goto fail;
+    }
+    if (c.def->scratch_size) {
+        c.args.scratch_bytes = c.def->scratch_size(&c.args);
+        if (c.args.scratch_bytes) {
+            scratch = aligned_alloc(64, (c.args.scratch_bytes + 63) / 64 * 64);
+            if (!scratch) {
+                s = nnq_fail(NNQ_ERR_NOMEM, "out of memory folding constants");
+                goto fail;
+            }
+            c.args.scratch = scratch;
+        }
+    }
+    if ((s = c.def->forward(&c.args)) != NNQ_OK) goto fail;
+    for (int k = 0; k < c.args.n_out; k++) {
+        if (!c.out[k]) continue;
+        nnq_value *v = &g->values[nd->outputs[k]];
+        nnq_tensor_release(&v->t);
+        v->t = *c.out[k]; /* ownership moves to the graph */
+        c.out[k]->owns = false;
+    }
+fail:
+    for (int k = 0; k < nd->n_outputs; k++)
+        if (nd->outputs[k] >= 0) nnq_tensor_release(&vals[nd->outputs[k]]);
+    free(scratch);
+    free(vals);
+    return s;
+}
+
+static bool node_inputs_constant(const nnq_graph *g, const nnq_node *nd) {
+    for (int k = 0; k < nd->n_inputs; k++)
+        if (nd->inputs[k] >= 0 && !g->values[nd->inputs[k]].t.data) return false;
+    return true;
+}
+
+nnq_status nnq_graph_prepare(nnq_graph *g) {
+    NNQ_TRY(nnq_graph_toposort(g));
+    NNQ_TRY(nnq_graph_verify(g));
+    for (int n = 0; n < g->n_nodes; n++) {
+        const nnq_op_def *def;
+        NNQ_TRY(nnq_node_resolve(g, n, &def));
+    }
+    for (int n = 0; n < g->n_nodes; n++) {
+        const nnq_node *nd = &g->nodes[n];
+        if (node_is_folded(g, nd) || !node_inputs_constant(g, nd)) continue;
+        /* Only fold what a graph input cannot influence; keep outputs
+         * that are graph outputs as nodes too (they still get data). */
+        NNQ_TRY(fold_node(g, n));
+    }
+    nnq_tensor *shapes = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *shapes);
+    if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory inferring shapes");
+    nnq_status s = nnq_graph_infer_shapes(g, NULL, shapes);
+    free(shapes);
+    return s;
+}
