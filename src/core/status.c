@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include "core/status.h"
 
 #include <stdarg.h>
@@ -24,7 +25,13 @@ nnq_status nnq_fail_context(nnq_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_msg, sizeof old);
-    snprintf(last_msg, sizeof last_msg, "%s%s", prefix, old);
+    /* Truncation is acceptable: the message stays a valid C string. */
+    size_t np = strnlen(prefix, sizeof last_msg - 1);
+    memcpy(last_msg, prefix, np);
+    size_t room = sizeof last_msg - 1 - np;
+    size_t no = strnlen(old, room);
+    memcpy(last_msg + np, old, no);
+    last_msg[np + no] = '\0';
     return s;
 }
 

@@ -9,7 +9,7 @@
  * already-sorted graph keeps its order. */
 nnq_status nnq_graph_toposort(nnq_graph *g) {
     nnq_status s = NNQ_OK;
-    int n = g->n_nodes;
+    int n = g->n_nodes > 0 ? g->n_nodes : 0;
     int *pending = calloc((size_t)(n ? n : 1), sizeof(int));   /* unmet inputs per node */
     int *order = malloc(sizeof(int) * (size_t)(n ? n : 1));
     char *ready_value = calloc((size_t)(g->n_values ? g->n_values : 1), 1);
@@ -51,7 +51,7 @@ nnq_status nnq_graph_toposort(nnq_graph *g) {
             goto fail;
         }
     }
-    sorted = malloc(sizeof(nnq_node) * (size_t)(n ? n : 1));
+    sorted = malloc(sizeof(nnq_node) * (size_t)(n > 0 ? n : 1));
     if (!sorted) {
         s = nnq_fail(NNQ_ERR_NOMEM, "out of memory sorting the graph");
         goto fail;

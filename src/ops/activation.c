@@ -1,0 +1,286 @@
+/* Elementwise activations. Each is a row kernel plus an optional reader
+ * of its attributes; one shared map runs the kernel over the tensor (split
+ * across threads when large). PRelu broadcasts its slope through the
+ * shared broadcast loop. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ops/broadcast.h"
+#include "ops/op.h"
+
+/* Per-call constants of an activation, read from attributes or inputs. */
+typedef union act_bound {
+    float f32;
+    double f64;
+    int8_t i8;
+    uint8_t u8;
+    int16_t i16;
+    uint16_t u16;
+    int32_t i32;
+    uint32_t u32;
+    int64_t i64;
+    uint64_t u64;
+} act_bound;
+
+typedef struct act_params {
+    float alpha, beta;
+    act_bound lo, hi; /* Clip, in the tensor's dtype */
+} act_params;
+
+/* y[i] = f(x[i]) for i < n, x and y of the op's element type. */
+typedef void (*act_kernel)(const void *x, void *y, int64_t n, const act_params *p);
+
+static nnq_status check_float(const nnq_op_args *a, const nnq_tensor *t) {
+    if (t->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported (float only)",
+                           nnq_dtype_name(t->dtype));
+    return NNQ_OK;
+}
+
+/* Same shape and dtype out as in (float activations). */
+static nnq_status unary_infer(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0];
+    NNQ_TRY(check_float(a, x));
+    return nnq_tensor_set_shape(a->out[0], x->dtype, x->rank, x->dims);
+}
+
+/* Run k over all of in[0] into out[0], in contiguous chunks per thread. */
+static nnq_status unary_map(const nnq_op_args *a, act_kernel k, const act_params *p) {
+    const nnq_tensor *x = a->in[0];
+    nnq_tensor *y = a->out[0];
+    int64_t n = nnq_tensor_numel(x);
+    size_t es = nnq_dtype_size(x->dtype);
+    if (n <= 0) return NNQ_OK;
+    const unsigned char *src = x->data;
+    unsigned char *dst = y->data;
+    int nt = a->threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        k(src + (size_t)lo * es, dst + (size_t)lo * es, hi - lo, p);
+    }
+    return NNQ_OK;
+}
+
+/* ---- Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, Tanh ---- */
+
+static void relu_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void leaky_relu_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    const float alpha = p->alpha;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : alpha * x[i];
+}
+
+/* exp of -|x| only, so nothing overflows for large |x|:
+ * sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|). */
+static void sigmoid_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    for (int64_t i = 0; i < n; i++) {
+        float e = expf(-fabsf(x[i]));
+        float s = 1.0f / (1.0f + e);
+        y[i] = x[i] >= 0.0f ? s : e * s;
+    }
+}
+
+static void hard_sigmoid_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    const float alpha = p->alpha, beta = p->beta;
+    for (int64_t i = 0; i < n; i++) {
+        float v = alpha * x[i] + beta;
+        v = v > 0.0f ? v : 0.0f;
+        y[i] = v < 1.0f ? v : 1.0f;
+    }
+}
+
+/* x * HardSigmoid(x) with alpha = 1/6, beta = 1/2 (the spec's definition). */
+static void hard_swish_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    const float alpha = 1.0f / 6.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float v = alpha * x[i] + 0.5f;
+        v = v > 0.0f ? v : 0.0f;
+        y[i] = x[i] * (v < 1.0f ? v : 1.0f);
+    }
+}
+
+static void tanh_kernel(const void *px, void *py, int64_t n, const act_params *p) {
+    const float *x = px;
+    float *y = py;
+    for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+static nnq_status relu_forward(const nnq_op_args *a) { return unary_map(a, relu_kernel, NULL); }
+
+static nnq_status leaky_relu_forward(const nnq_op_args *a) {
+    act_params p = {.alpha = nnq_node_attr_float(a->node, "alpha", 0.01f)};
+    return unary_map(a, leaky_relu_kernel, &p);
+}
+
+static nnq_status sigmoid_forward(const nnq_op_args *a) {
+    return unary_map(a, sigmoid_kernel, NULL);
+}
+
+static nnq_status hard_sigmoid_forward(const nnq_op_args *a) {
+    act_params p = {.alpha = nnq_node_attr_float(a->node, "alpha", 0.2f),
+                    .beta = nnq_node_attr_float(a->node, "beta", 0.5f)};
+    return unary_map(a, hard_sigmoid_kernel, &p);
+}
+
+static nnq_status hard_swish_forward(const nnq_op_args *a) {
+    return unary_map(a, hard_swish_kernel, NULL);
+}
+
+static nnq_status tanh_forward(const nnq_op_args *a) { return unary_map(a, tanh_kernel, NULL); }
+
+const nnq_op_def nnq_op_Relu = {"Relu", 1, 1, 1, 1, unary_infer, NULL, relu_forward};
+const nnq_op_def nnq_op_LeakyRelu = {"LeakyRelu", 1, 1, 1, 1, unary_infer, NULL,
+                                     leaky_relu_forward};
+const nnq_op_def nnq_op_Sigmoid = {"Sigmoid", 1, 1, 1, 1, unary_infer, NULL, sigmoid_forward};
+const nnq_op_def nnq_op_HardSigmoid = {"HardSigmoid", 1, 1, 1, 1, unary_infer, NULL,
+                                       hard_sigmoid_forward};
+const nnq_op_def nnq_op_HardSwish = {"HardSwish", 1, 1, 1, 1, unary_infer, NULL,
+                                     hard_swish_forward};
+const nnq_op_def nnq_op_Tanh = {"Tanh", 1, 1, 1, 1, unary_infer, NULL, tanh_forward};
+
+/* ---- Clip: any numeric dtype; bounds from inputs (opset >= 11) or
+ * attributes (older), defaulting to the type's range ---- */
+
+/* min(max(x, lo), hi): gives hi everywhere when lo > hi, as the spec says;
+ * NaN passes through. */
+#define CLIP_KERNEL(name, T, field)                                             \
+    static void name(const void *px, void *py, int64_t n, const act_params *p) { \
+        const T *x = px;                                                        \
+        T *y = py;                                                              \
+        const T lo = p->lo.field, hi = p->hi.field;                             \
+        for (int64_t i = 0; i < n; i++) {                                       \
+            T v = x[i] < lo ? lo : x[i];                                        \
+            y[i] = v > hi ? hi : v;                                             \
+        }                                                                       \
+    }
+
+CLIP_KERNEL(clip_f32, float, f32)
+CLIP_KERNEL(clip_f64, double, f64)
+CLIP_KERNEL(clip_i8, int8_t, i8)
+CLIP_KERNEL(clip_u8, uint8_t, u8)
+CLIP_KERNEL(clip_i16, int16_t, i16)
+CLIP_KERNEL(clip_u16, uint16_t, u16)
+CLIP_KERNEL(clip_i32, int32_t, i32)
+CLIP_KERNEL(clip_u32, uint32_t, u32)
+CLIP_KERNEL(clip_i64, int64_t, i64)
+CLIP_KERNEL(clip_u64, uint64_t, u64)
+
+typedef struct clip_type {
+    nnq_dtype dtype;
+    act_kernel kernel;
+    act_bound lowest, highest; /* defaults for omitted bounds */
+} clip_type;
+
+static const clip_type clip_types[] = {
+    {NNQ_DT_FLOAT, clip_f32, {.f32 = -FLT_MAX}, {.f32 = FLT_MAX}},
+    {NNQ_DT_DOUBLE, clip_f64, {.f64 = -DBL_MAX}, {.f64 = DBL_MAX}},
+    {NNQ_DT_INT8, clip_i8, {.i8 = INT8_MIN}, {.i8 = INT8_MAX}},
+    {NNQ_DT_UINT8, clip_u8, {.u8 = 0}, {.u8 = UINT8_MAX}},
+    {NNQ_DT_INT16, clip_i16, {.i16 = INT16_MIN}, {.i16 = INT16_MAX}},
+    {NNQ_DT_UINT16, clip_u16, {.u16 = 0}, {.u16 = UINT16_MAX}},
+    {NNQ_DT_INT32, clip_i32, {.i32 = INT32_MIN}, {.i32 = INT32_MAX}},
+    {NNQ_DT_UINT32, clip_u32, {.u32 = 0}, {.u32 = UINT32_MAX}},
+    {NNQ_DT_INT64, clip_i64, {.i64 = INT64_MIN}, {.i64 = INT64_MAX}},
+    {NNQ_DT_UINT64, clip_u64, {.u64 = 0}, {.u64 = UINT64_MAX}},
+};
+
+static const clip_type *clip_find(nnq_dtype dt) {
+    for (size_t i = 0; i < sizeof clip_types / sizeof clip_types[0]; i++)
+        if (clip_types[i].dtype == dt) return &clip_types[i];
+    return NULL;
+}
+
+static nnq_status clip_check_bound(const nnq_op_args *a, int i) {
+    const nnq_tensor *b = i < a->n_in ? a->in[i] : NULL;
+    if (!b) return NNQ_OK;
+    if (b->dtype != a->in[0]->dtype)
+        return nnq_op_fail(a, NNQ_ERR_INVALID, "%s bound is %s but the input is %s",
+                           i == 1 ? "min" : "max", nnq_dtype_name(b->dtype),
+                           nnq_dtype_name(a->in[0]->dtype));
+    if (nnq_tensor_numel(b) != 1)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "%s bound must be a scalar",
+                           i == 1 ? "min" : "max");
+    return NNQ_OK;
+}
+
+static nnq_status clip_infer(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0];
+    if (!clip_find(x->dtype))
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
+                           nnq_dtype_name(x->dtype));
+    NNQ_TRY(clip_check_bound(a, 1));
+    NNQ_TRY(clip_check_bound(a, 2));
+    return nnq_tensor_set_shape(a->out[0], x->dtype, x->rank, x->dims);
+}
+
+static nnq_status clip_forward(const nnq_op_args *a) {
+    const clip_type *ct = clip_find(a->in[0]->dtype);
+    if (!ct) return clip_infer(a); /* reports the unsupported dtype */
+    size_t es = nnq_dtype_size(ct->dtype);
+    act_params p = {.lo = ct->lowest, .hi = ct->highest};
+    const nnq_tensor *lo = a->n_in > 1 ? a->in[1] : NULL;
+    const nnq_tensor *hi = a->n_in > 2 ? a->in[2] : NULL;
+    if (lo) memcpy(&p.lo, lo->data, es);
+    if (hi) memcpy(&p.hi, hi->data, es);
+    /* Before opset 11 the bounds were float attributes. */
+    if (ct->dtype == NNQ_DT_FLOAT && nnq_node_attr(a->node, "min"))
+        p.lo.f32 = nnq_node_attr_float(a->node, "min", -FLT_MAX);
+    if (ct->dtype == NNQ_DT_FLOAT && nnq_node_attr(a->node, "max"))
+        p.hi.f32 = nnq_node_attr_float(a->node, "max", FLT_MAX);
+    return unary_map(a, ct->kernel, &p);
+}
+
+const nnq_op_def nnq_op_Clip = {"Clip", 1, 3, 1, 1, clip_infer, NULL, clip_forward};
+
+/* ---- PRelu: y = x < 0 ? slope * x : x, slope broadcast to x ---- */
+
+static void prelu_kernel(int64_t n, const void *pa, int sa, const void *pb, int sb, void *py,
+                         const void *ctx) {
+    const float *x = pa, *s = pb;
+    float *y = py;
+    (void)ctx;
+    if (sa && sb) {
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? s[i] * x[i] : x[i];
+    } else if (sa) {
+        const float s0 = s[0];
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? s0 * x[i] : x[i];
+    } else { /* x is one element repeated (slope cannot be larger than x) */
+        for (int64_t i = 0; i < n; i++) y[i] = x[0] < 0.0f ? s[sb ? i : 0] * x[0] : x[0];
+    }
+}
+
+static nnq_status prelu_infer(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0], *s = a->in[1];
+    char sx[128], ss[128];
+    NNQ_TRY(check_float(a, x));
+    NNQ_TRY(check_float(a, s));
+    if (!nnq_broadcast_to(s->rank, s->dims, x->rank, x->dims))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "slope shape %s does not broadcast to input %s",
+                           nnq_shape_str(s, ss, sizeof ss), nnq_shape_str(x, sx, sizeof sx));
+    return nnq_tensor_set_shape(a->out[0], x->dtype, x->rank, x->dims);
+}
+
+static nnq_status prelu_forward(const nnq_op_args *a) {
+    nnq_bcast_loop l;
+    nnq_bcast_loop_init(&l, a->out[0], a->in[0], a->in[1]);
+    nnq_bcast_run(&l, prelu_kernel, NULL, a->in[0]->data, sizeof(float), a->in[1]->data,
+                  sizeof(float), a->out[0]->data, sizeof(float), a->threads);
+    return NNQ_OK;
+}
+
+const nnq_op_def nnq_op_PRelu = {"PRelu", 2, 2, 1, 1, prelu_infer, NULL, prelu_forward};

@@ -1,0 +1,135 @@
+/* Add, Sub, Mul, Div with multidirectional broadcasting, for float,
+ * double and every fixed-width integer type (exported graphs do shape
+ * arithmetic in int64; the ONNX tests use uint8).
+ *
+ * Integer arithmetic wraps (computed in unsigned, as numpy does); integer
+ * division truncates toward zero, and x / 0 gives 0 instead of trapping. */
+#include <stdint.h>
+
+#include "ops/broadcast.h"
+#include "ops/op.h"
+
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_COUNT };
+
+/* One kernel per (op, type). The four stride patterns get separate loops
+ * so each is a plain vectorisable loop over contiguous memory. */
+#define BINARY_KERNEL(name, T, EXPR)                                                         \
+    static void name(int64_t n, const void *pa, int sa, const void *pb, int sb, void *py,    \
+                     const void *ctx) {                                                      \
+        const T *a = pa, *b = pb;                                                            \
+        T *y = py;                                                                           \
+        (void)ctx;                                                                           \
+        if (sa && sb) {                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                \
+                T x = a[i], z = b[i];                                                        \
+                y[i] = (EXPR);                                                               \
+            }                                                                                \
+        } else if (sa) {                                                                     \
+            const T z = b[0];                                                                \
+            for (int64_t i = 0; i < n; i++) {                                                \
+                T x = a[i];                                                                  \
+                y[i] = (EXPR);                                                               \
+            }                                                                                \
+        } else if (sb) {                                                                     \
+            const T x = a[0];                                                                \
+            for (int64_t i = 0; i < n; i++) {                                                \
+                T z = b[i];                                                                  \
+                y[i] = (EXPR);                                                               \
+            }                                                                                \
+        } else {                                                                             \
+            const T x = a[0], z = b[0];                                                      \
+            const T v = (EXPR);                                                              \
+            for (int64_t i = 0; i < n; i++) y[i] = v;                                        \
+        }                                                                                    \
+    }
+
+#define FLOAT_KERNELS(tag, T)                      \
+    BINARY_KERNEL(add_##tag, T, x + z)             \
+    BINARY_KERNEL(sub_##tag, T, x - z)             \
+    BINARY_KERNEL(mul_##tag, T, x * z)             \
+    BINARY_KERNEL(div_##tag, T, x / z)
+
+/* U: an unsigned type at least as wide as int, so nothing promotes to a
+ * signed int that could overflow. */
+#define INT_KERNELS(tag, T, U, DIV_EXPR)                    \
+    BINARY_KERNEL(add_##tag, T, (T)((U)x + (U)z))          \
+    BINARY_KERNEL(sub_##tag, T, (T)((U)x - (U)z))          \
+    BINARY_KERNEL(mul_##tag, T, (T)((U)x * (U)z))          \
+    BINARY_KERNEL(div_##tag, T, DIV_EXPR)
+
+/* Signed: -1 is special-cased because MIN / -1 overflows. */
+#define SDIV(T, U) (z == 0 ? (T)0 : z == -1 ? (T)(0u - (U)x) : (T)(x / z))
+#define UDIV(T) (z == 0 ? (T)0 : (T)(x / z))
+
+FLOAT_KERNELS(f32, float)
+FLOAT_KERNELS(f64, double)
+INT_KERNELS(i8, int8_t, uint32_t, SDIV(int8_t, uint32_t))
+INT_KERNELS(u8, uint8_t, uint32_t, UDIV(uint8_t))
+INT_KERNELS(i16, int16_t, uint32_t, SDIV(int16_t, uint32_t))
+INT_KERNELS(u16, uint16_t, uint32_t, UDIV(uint16_t))
+INT_KERNELS(i32, int32_t, uint32_t, SDIV(int32_t, uint32_t))
+INT_KERNELS(u32, uint32_t, uint32_t, UDIV(uint32_t))
+INT_KERNELS(i64, int64_t, uint64_t, SDIV(int64_t, uint64_t))
+INT_KERNELS(u64, uint64_t, uint64_t, UDIV(uint64_t))
+
+typedef struct binary_type {
+    nnq_dtype dtype;
+    nnq_bcast_kernel k[OP_COUNT]; /* indexed by OP_* */
+} binary_type;
+
+#define TYPE_ROW(dt, tag) {dt, {add_##tag, sub_##tag, mul_##tag, div_##tag}}
+
+static const binary_type binary_types[] = {
+    TYPE_ROW(NNQ_DT_FLOAT, f32),  TYPE_ROW(NNQ_DT_DOUBLE, f64), TYPE_ROW(NNQ_DT_INT8, i8),
+    TYPE_ROW(NNQ_DT_UINT8, u8),   TYPE_ROW(NNQ_DT_INT16, i16),  TYPE_ROW(NNQ_DT_UINT16, u16),
+    TYPE_ROW(NNQ_DT_INT32, i32),  TYPE_ROW(NNQ_DT_UINT32, u32), TYPE_ROW(NNQ_DT_INT64, i64),
+    TYPE_ROW(NNQ_DT_UINT64, u64),
+};
+
+static const binary_type *find_type(nnq_dtype dt) {
+    for (size_t i = 0; i < sizeof binary_types / sizeof binary_types[0]; i++)
+        if (binary_types[i].dtype == dt) return &binary_types[i];
+    return NULL;
+}
+
+static nnq_status binary_infer(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0], *z = a->in[1];
+    char sx[128], sz[128];
+    if (!x || !z) return nnq_op_fail(a, NNQ_ERR_INVALID, "needs two inputs");
+    if (x->dtype != z->dtype)
+        return nnq_op_fail(a, NNQ_ERR_INVALID, "input dtypes differ (%s and %s)",
+                           nnq_dtype_name(x->dtype), nnq_dtype_name(z->dtype));
+    if (!find_type(x->dtype))
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
+                           nnq_dtype_name(x->dtype));
+    int r;
+    int64_t d[NNQ_MAX_RANK];
+    if (!nnq_broadcast_shape(x->rank, x->dims, z->rank, z->dims, &r, d))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "shapes %s and %s do not broadcast",
+                           nnq_shape_str(x, sx, sizeof sx), nnq_shape_str(z, sz, sizeof sz));
+    return nnq_tensor_set_shape(a->out[0], x->dtype, r, d);
+}
+
+static nnq_status binary_forward(const nnq_op_args *a, int op) {
+    const nnq_tensor *x = a->in[0], *z = a->in[1];
+    nnq_tensor *y = a->out[0];
+    const binary_type *bt = find_type(x->dtype);
+    if (!bt || x->dtype != z->dtype || y->dtype != x->dtype)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
+                           nnq_dtype_name(x->dtype));
+    size_t es = nnq_dtype_size(x->dtype);
+    nnq_bcast_loop l;
+    nnq_bcast_loop_init(&l, y, x, z);
+    nnq_bcast_run(&l, bt->k[op], NULL, x->data, es, z->data, es, y->data, es, a->threads);
+    return NNQ_OK;
+}
+
+static nnq_status add_forward(const nnq_op_args *a) { return binary_forward(a, OP_ADD); }
+static nnq_status sub_forward(const nnq_op_args *a) { return binary_forward(a, OP_SUB); }
+static nnq_status mul_forward(const nnq_op_args *a) { return binary_forward(a, OP_MUL); }
+static nnq_status div_forward(const nnq_op_args *a) { return binary_forward(a, OP_DIV); }
+
+const nnq_op_def nnq_op_Add = {"Add", 2, 2, 1, 1, binary_infer, NULL, add_forward};
+const nnq_op_def nnq_op_Sub = {"Sub", 2, 2, 1, 1, binary_infer, NULL, sub_forward};
+const nnq_op_def nnq_op_Mul = {"Mul", 2, 2, 1, 1, binary_infer, NULL, mul_forward};
+const nnq_op_def nnq_op_Div = {"Div", 2, 2, 1, 1, binary_infer, NULL, div_forward};

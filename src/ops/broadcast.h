@@ -1,0 +1,55 @@
+/* Multidirectional (numpy-style) broadcasting: the output shape of two
+ * operands, and a loop that runs an elementwise kernel over them.
+ *
+ * The loop merges adjacent dims that both operands walk contiguously (or
+ * both skip), so (N,C,H,W) op (C,1,1) becomes N*C rows of H*W elements
+ * against one scalar each, and same-shape operands become a single row.
+ * Kernels see only the innermost row, with each operand's step 0 or 1. */
+#ifndef NNQ_OPS_BROADCAST_H
+#define NNQ_OPS_BROADCAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/limits.h"
+#include "core/tensor.h"
+
+/* Broadcast shapes a and b (right-aligned) into (*ry, dy). A dim of -1
+ * (unknown) stays -1 unless the other side fixes it (a known dim > 1).
+ * Returns false if two known dims differ and neither is 1. */
+bool nnq_broadcast_shape(int ra, const int64_t *da, int rb, const int64_t *db, int *ry,
+                         int64_t *dy);
+
+/* True if b broadcasts to a's shape without changing it (unidirectional
+ * broadcasting, as PRelu's slope or Gemm's C). */
+bool nnq_broadcast_to(int rb, const int64_t *db, int ra, const int64_t *da);
+
+/* y[i] = f(a[i * a_step], b[i * b_step]) for i < n; steps are 0 or 1. */
+typedef void (*nnq_bcast_kernel)(int64_t n, const void *a, int a_step, const void *b,
+                                 int b_step, void *y, const void *ctx);
+
+typedef struct nnq_bcast_loop {
+    int rank;                /* merged dims, >= 1 */
+    int64_t dims[NNQ_MAX_RANK];
+    int64_t sa[NNQ_MAX_RANK]; /* element strides of a per merged dim; 0 = broadcast */
+    int64_t sb[NNQ_MAX_RANK];
+    int64_t numel;           /* elements of y */
+} nnq_bcast_loop;
+
+/* Plan the loop for y = f(a, b); a and b must broadcast to y's shape and
+ * every dim must be known. */
+void nnq_bcast_loop_init(nnq_bcast_loop *l, const nnq_tensor *y, const nnq_tensor *a,
+                         const nnq_tensor *b);
+
+/* Run kernel k over the whole of y; element sizes in bytes let a, b and y
+ * have different dtypes. Splits y across `threads` OpenMP threads when it
+ * is large enough to pay for them. */
+void nnq_bcast_run(const nnq_bcast_loop *l, nnq_bcast_kernel k, const void *ctx, const void *a,
+                   size_t a_esize, const void *b, size_t b_esize, void *y, size_t y_esize,
+                   int threads);
+
+/* Elements below which elementwise ops stay on one thread. */
+#define NNQ_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)
+
+#endif

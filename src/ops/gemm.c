@@ -1,0 +1,244 @@
+/* Gemm and MatMul on OpenBLAS, plus the shared nnq_sgemm wrapper. */
+#include "ops/gemm.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <string.h>
+
+#include "ops/op.h"
+
+void nnq_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+               int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (int i = 0; i < m; i++) {
+            float *row = c + (size_t)i * ldc;
+            for (int j = 0; j < n; j++) row[j] = beta == 0 ? 0 : beta * row[j];
+        }
+        return;
+    }
+    /* The OpenMP build of OpenBLAS sizes its team from omp_get_max_threads()
+     * and runs single-threaded inside a parallel region, so only the
+     * outside case needs adjusting. */
+    if (!omp_in_parallel() && threads >= 1 && omp_get_max_threads() != threads)
+        openblas_set_num_threads(threads);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+bool nnq_blas_dims_fit(int count, const int64_t *dims) {
+    for (int i = 0; i < count; i++)
+        if (dims[i] < 0 || dims[i] > INT_MAX) return false;
+    return true;
+}
+
+static int op_threads(const nnq_op_args *a) { return a->threads > 0 ? a->threads : 1; }
+
+static nnq_status require_float(const nnq_op_args *a, int i, const char *what) {
+    if (a->in[i]->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "input %s has dtype %s; only float32 is supported",
+                           what, nnq_dtype_name(a->in[i]->dtype));
+    return NNQ_OK;
+}
+
+/* Two dims are compatible if equal, one is 1, or one is unknown (-1). */
+static bool dims_agree(int64_t x, int64_t y) { return x < 0 || y < 0 || x == y; }
+
+/* ---- Gemm: Y[M,N] = alpha * A' * B' + beta * C ---- */
+
+typedef struct gemm_shape {
+    bool ta, tb;
+    int64_t m, n, k;
+} gemm_shape;
+
+static nnq_status gemm_shape_of(const nnq_op_args *a, gemm_shape *g) {
+    const nnq_tensor *A = a->in[0], *B = a->in[1];
+    char sa[64], sb[64];
+    NNQ_TRY(require_float(a, 0, "A"));
+    NNQ_TRY(require_float(a, 1, "B"));
+    if (A->rank != 2 || B->rank != 2)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "A (%s) and B (%s) must be 2-D",
+                           nnq_shape_str(A, sa, sizeof sa), nnq_shape_str(B, sb, sizeof sb));
+    g->ta = nnq_node_attr_int(a->node, "transA", 0) != 0;
+    g->tb = nnq_node_attr_int(a->node, "transB", 0) != 0;
+    g->m = g->ta ? A->dims[1] : A->dims[0];
+    g->k = g->ta ? A->dims[0] : A->dims[1];
+    g->n = g->tb ? B->dims[0] : B->dims[1];
+    int64_t kb = g->tb ? B->dims[1] : B->dims[0];
+    if (!dims_agree(g->k, kb))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "inner dims differ: A is %s (transA=%d), B is %s (transB=%d)",
+                           nnq_shape_str(A, sa, sizeof sa), g->ta, nnq_shape_str(B, sb, sizeof sb),
+                           g->tb);
+    if (g->k < 0) g->k = kb;
+    return NNQ_OK;
+}
+
+static nnq_status gemm_infer(const nnq_op_args *a) {
+    gemm_shape g;
+    NNQ_TRY(gemm_shape_of(a, &g));
+    const nnq_tensor *C = a->n_in > 2 ? a->in[2] : NULL;
+    if (C) {
+        char sc[64];
+        NNQ_TRY(require_float(a, 2, "C"));
+        bool ok = C->rank <= 2;
+        /* C broadcasts one way to (M, N): aligned from the right, each dim
+         * equal to the target or 1. */
+        if (ok && C->rank >= 1) {
+            int64_t cn = C->dims[C->rank - 1];
+            ok = cn == 1 || dims_agree(cn, g.n);
+        }
+        if (ok && C->rank == 2) ok = C->dims[0] == 1 || dims_agree(C->dims[0], g.m);
+        if (!ok)
+            return nnq_op_fail(a, NNQ_ERR_SHAPE, "C (%s) does not broadcast to %lldx%lld",
+                               nnq_shape_str(C, sc, sizeof sc), (long long)g.m, (long long)g.n);
+    }
+    int64_t dims[2] = {g.m, g.n};
+    return nnq_tensor_set_shape(a->out[0], NNQ_DT_FLOAT, 2, dims);
+}
+
+static nnq_status gemm_forward(const nnq_op_args *a) {
+    gemm_shape g;
+    NNQ_TRY(gemm_shape_of(a, &g));
+    const nnq_tensor *A = a->in[0], *B = a->in[1];
+    const nnq_tensor *C = a->n_in > 2 ? a->in[2] : NULL;
+    float alpha = nnq_node_attr_float(a->node, "alpha", 1.0f);
+    float beta = nnq_node_attr_float(a->node, "beta", 1.0f);
+    float *y = nnq_f32(a->out[0]);
+    int64_t check[5] = {g.m, g.n, g.k, A->dims[1], B->dims[1]};
+    if (!nnq_blas_dims_fit(5, check))
+        return nnq_op_fail(a, NNQ_ERR_LIMIT, "matrix dims exceed BLAS's int range");
+
+    float beta_run = 0;
+    if (C && beta != 0) {
+        /* Element (i, j) of the broadcast C is c[i * rs + j * cs]. */
+        const float *c = nnq_f32(C);
+        int64_t rs = 0, cs = 0;
+        if (C->rank >= 1) cs = C->dims[C->rank - 1] == 1 ? 0 : 1;
+        if (C->rank == 2) rs = C->dims[0] == 1 ? 0 : C->dims[1];
+        for (int64_t i = 0; i < g.m; i++)
+            for (int64_t j = 0; j < g.n; j++) y[i * g.n + j] = beta * c[i * rs + j * cs];
+        beta_run = 1;
+    }
+    nnq_sgemm(g.ta, g.tb, (int)g.m, (int)g.n, (int)g.k, alpha, nnq_f32(A), (int)A->dims[1],
+              nnq_f32(B), (int)B->dims[1], beta_run, y, (int)g.n, op_threads(a));
+    return NNQ_OK;
+}
+
+const nnq_op_def nnq_op_Gemm = {
+    .op_type = "Gemm",
+    .min_inputs = 2, .max_inputs = 3,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = gemm_infer,
+    .forward = gemm_forward,
+};
+
+/* ---- MatMul: numpy semantics ---- */
+
+/* A 1-D A is a row (1, K) and a 1-D B a column (K, 1); the promoted dim is
+ * dropped from the output. The batch dims (all but the last two) broadcast. */
+typedef struct matmul_shape {
+    int64_t m, n, k;
+    int batch_rank;
+    int64_t batch[NNQ_MAX_RANK];    /* output batch dims */
+    int64_t a_step[NNQ_MAX_RANK];   /* element step of A per batch dim; 0 if broadcast */
+    int64_t b_step[NNQ_MAX_RANK];
+    int out_rank;
+    int64_t out[NNQ_MAX_RANK];
+} matmul_shape;
+
+static nnq_status matmul_shape_of(const nnq_op_args *a, matmul_shape *s) {
+    const nnq_tensor *A = a->in[0], *B = a->in[1];
+    char sa[64], sb[64];
+    NNQ_TRY(require_float(a, 0, "A"));
+    NNQ_TRY(require_float(a, 1, "B"));
+    if (A->rank < 1 || B->rank < 1)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "inputs must have rank >= 1 (A is %s, B is %s)",
+                           nnq_shape_str(A, sa, sizeof sa), nnq_shape_str(B, sb, sizeof sb));
+    int ra = A->rank, rb = B->rank;
+    s->m = ra >= 2 ? A->dims[ra - 2] : 1;
+    s->k = A->dims[ra - 1];
+    int64_t kb = rb >= 2 ? B->dims[rb - 2] : B->dims[0];
+    s->n = rb >= 2 ? B->dims[rb - 1] : 1;
+    if (!dims_agree(s->k, kb))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "inner dims differ: A is %s, B is %s",
+                           nnq_shape_str(A, sa, sizeof sa), nnq_shape_str(B, sb, sizeof sb));
+    if (s->k < 0) s->k = kb;
+
+    int ba = ra > 2 ? ra - 2 : 0, bb = rb > 2 ? rb - 2 : 0;
+    s->batch_rank = ba > bb ? ba : bb;
+    int64_t astride = s->m * s->k, bstride = s->k * s->n;
+    for (int i = s->batch_rank - 1; i >= 0; i--) {
+        int ia = i - (s->batch_rank - ba), ib = i - (s->batch_rank - bb);
+        int64_t da = ia >= 0 ? A->dims[ia] : 1, db = ib >= 0 ? B->dims[ib] : 1;
+        if (da >= 0 && db >= 0 && da != db && da != 1 && db != 1)
+            return nnq_op_fail(a, NNQ_ERR_SHAPE, "batch dims do not broadcast: A is %s, B is %s",
+                               nnq_shape_str(A, sa, sizeof sa), nnq_shape_str(B, sb, sizeof sb));
+        int64_t d = da == 1 ? db : db == 1 ? da : (da < 0 ? db : da);
+        s->batch[i] = d;
+        s->a_step[i] = da == 1 ? 0 : astride;
+        s->b_step[i] = db == 1 ? 0 : bstride;
+        astride *= da;
+        bstride *= db;
+    }
+    s->out_rank = 0;
+    for (int i = 0; i < s->batch_rank; i++) s->out[s->out_rank++] = s->batch[i];
+    if (ra >= 2) s->out[s->out_rank++] = s->m;
+    if (rb >= 2) s->out[s->out_rank++] = s->n;
+    return NNQ_OK;
+}
+
+static nnq_status matmul_infer(const nnq_op_args *a) {
+    matmul_shape s;
+    NNQ_TRY(matmul_shape_of(a, &s));
+    return nnq_tensor_set_shape(a->out[0], NNQ_DT_FLOAT, s.out_rank, s.out);
+}
+
+static nnq_status matmul_forward(const nnq_op_args *a) {
+    matmul_shape s;
+    NNQ_TRY(matmul_shape_of(a, &s));
+    const float *A = nnq_f32(a->in[0]), *B = nnq_f32(a->in[1]);
+    float *y = nnq_f32(a->out[0]);
+    int threads = op_threads(a);
+    int64_t nb = nnq_shape_numel(s.batch_rank, s.batch);
+    /* B identical for every batch entry: then A's batch (never broadcast,
+     * as the output batch is A's own) is contiguous. */
+    bool b_shared = true;
+    for (int i = 0; i < s.batch_rank; i++) b_shared = b_shared && s.b_step[i] == 0;
+
+    if (b_shared) {
+        /* The whole product is one (nb*M, K) x (K, N) GEMM. */
+        int64_t check[3] = {nb * s.m, s.n, s.k};
+        if (!nnq_blas_dims_fit(3, check))
+            return nnq_op_fail(a, NNQ_ERR_LIMIT, "matrix dims exceed BLAS's int range");
+        nnq_sgemm(false, false, (int)(nb * s.m), (int)s.n, (int)s.k, 1.0f, A, (int)s.k, B,
+                  (int)s.n, 0.0f, y, (int)s.n, threads);
+        return NNQ_OK;
+    }
+    int64_t check[3] = {s.m, s.n, s.k};
+    if (!nnq_blas_dims_fit(3, check))
+        return nnq_op_fail(a, NNQ_ERR_LIMIT, "matrix dims exceed BLAS's int range");
+    /* Many small products: one per thread, each on one core. */
+    int nt = nb >= threads ? threads : 1;
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t rem = b, ao = 0, bo = 0;
+        for (int i = s.batch_rank - 1; i >= 0; i--) {
+            int64_t idx = rem % s.batch[i];
+            rem /= s.batch[i];
+            ao += idx * s.a_step[i];
+            bo += idx * s.b_step[i];
+        }
+        nnq_sgemm(false, false, (int)s.m, (int)s.n, (int)s.k, 1.0f, A + ao, (int)s.k, B + bo,
+                  (int)s.n, 0.0f, y + b * s.m * s.n, (int)s.n, threads);
+    }
+    return NNQ_OK;
+}
+
+const nnq_op_def nnq_op_MatMul = {
+    .op_type = "MatMul",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = matmul_infer,
+    .forward = matmul_forward,
+};
