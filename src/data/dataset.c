@@ -51,10 +51,10 @@ static nnq_status take_images(nnq_tensor *t, int64_t n, size_t per, const char *
     /* NaN or Inf would silently poison calibration statistics. */
     for (size_t i = 0; i < count; i++) {
         if (!isfinite(f[i])) {
+            nnq_status s = nnq_fail(NNQ_ERR_INVALID, "%s: image value %zu is not a finite float32 (%g)",
+                                    path, i, (double)f[i]);
             free(f);
-            return nnq_fail(NNQ_ERR_INVALID,
-                            "%s: image value %zu is not a finite float32 (%g)", path, i,
-                            (double)f[i]);
+            return s;
         }
     }
     *out = f;

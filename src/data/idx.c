@@ -4,6 +4,7 @@
 #include "data/idx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,8 @@ typedef struct idx_src {
     gzFile gz;                /* NULL for a memory source */
     const unsigned char *buf; /* memory source */
     size_t len, pos;
-    const char *what; /* file name or caller's label, for messages */
+    const char *what;  /* file name or caller's label, for messages */
+    bool gz_truncated; /* zlib saw the gzip stream end early */
 } idx_src;
 
 static const char *idx_type_name(int code) {
@@ -59,8 +61,10 @@ static nnq_status src_read(idx_src *s, void *dst, size_t n, size_t *got) {
         if (zerr == Z_ERRNO)
             return nnq_fail(NNQ_ERR_IO, "cannot read %s: %s", s->what, strerror(errno));
         /* Z_BUF_ERROR is zlib's "unexpected end of file": a truncated
-         * gzip stream, reported to the caller as a short read. */
-        if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+         * gzip stream, seen by the caller as a short read (or, if all the
+         * data arrived but the trailer did not, by the final check). */
+        if (zerr == Z_BUF_ERROR) s->gz_truncated = true;
+        else if (zerr != Z_OK)
             return nnq_fail(NNQ_ERR_PARSE, "corrupt gzip data in %s: %s", s->what,
                             zmsg ? zmsg : "unknown zlib error");
         if (r <= 0) break;
@@ -176,6 +180,11 @@ static nnq_status idx_parse(idx_src *s, nnq_tensor *out) {
     if (got) {
         st = nnq_fail(NNQ_ERR_PARSE, "%s has trailing bytes after its %zu bytes of data", s->what,
                       numel);
+        goto fail;
+    }
+    if (s->gz_truncated) {
+        st = nnq_fail(NNQ_ERR_PARSE, "file %s is truncated: its gzip stream ends before the trailer",
+                      s->what);
         goto fail;
     }
 

@@ -94,10 +94,17 @@ static nnq_status parse_str(cursor *c, char *dst, size_t cap) {
     return NNQ_OK;
 }
 
+static bool is_ident_char(char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_';
+}
+
+/* A whole Python identifier: "True" matches, "Truex" does not. */
 static bool eat_word(cursor *c, const char *w) {
     size_t n = strlen(w);
     skip_ws(c);
-    if ((size_t)(c->end - c->p) >= n && memcmp(c->p, w, n) == 0) {
+    if ((size_t)(c->end - c->p) >= n && memcmp(c->p, w, n) == 0 &&
+        ((size_t)(c->end - c->p) == n || !is_ident_char(c->p[n]))) {
         c->p += n;
         return true;
     }
@@ -207,10 +214,12 @@ static nnq_status parse_dict(const char *txt, size_t len, const char *what, npy_
         return nnq_fail(NNQ_ERR_PARSE, "%s: .npy header lacks '%s'", what,
                         !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
 
-    nnq_tensor t = {.dtype = h->dtype, .rank = h->rank};
-    memcpy(t.dims, h->dims, sizeof t.dims);
-    if (nnq_tensor_nbytes(&t, &h->data_bytes) != NNQ_OK)
-        return nnq_fail_context(NNQ_ERR_LIMIT, "%s: ", what);
+    /* Size check before anything is allocated for the data. */
+    int64_t numel = nnq_shape_numel(h->rank, h->dims);
+    if (numel < 0 || !nnq_mul_size((size_t)numel, nnq_dtype_size(h->dtype), &h->data_bytes) ||
+        h->data_bytes > NNQ_MAX_TENSOR_BYTES)
+        return nnq_fail(NNQ_ERR_LIMIT, "%s: .npy shape needs more than the %zu-byte tensor limit",
+                        what, (size_t)NNQ_MAX_TENSOR_BYTES);
     return NNQ_OK;
 }
 

@@ -1,10 +1,37 @@
 /* ONNX model I/O through protobuf-c (C code generated at build time from
  * Debian's /usr/include/onnx/onnx.proto).
  *
- * Import accepts default-domain opsets 11..17; initializers stored as
- * raw_data or typed fields; external data is rejected with a clear error.
- * Export writes atomically (temp file + rename). import → export → import
- * preserves nodes, attributes, inputs/outputs and every tensor bit-exactly. */
+ * Import accepts default-domain opsets 11..17 (other domains are recorded
+ * and their nodes kept; prepare rejects ops it does not know); initializers
+ * stored as raw_data or typed fields; external data, string tensors and
+ * GRAPH / SPARSE / TENSORS attributes are rejected with a clear error.
+ * Every size read from the file is checked against core/limits.h and the
+ * bytes actually present before anything is allocated.
+ *
+ * Mapping to the IR:
+ *  - values are created in a fixed order (initializers, graph inputs, node
+ *    inputs/outputs in node order, graph outputs), so import -> export ->
+ *    import gives the same value indices;
+ *  - a graph input that is also an initializer becomes an initializer only
+ *    (not in g->inputs) and is exported as an initializer only (IR >= 4);
+ *  - a dim_param gives dims[i] = -1 and dim_params[i] = name; an unknown,
+ *    unnamed dim is -1; a missing shape gives rank -1; value_info entries
+ *    become dtype/shape hints on intermediate values (entries naming
+ *    nothing the graph uses are dropped);
+ *  - an empty input/output name (omitted optional) is index -1;
+ *  - model ir_version, opset imports, producer name/version and the model
+ *    doc_string are kept in nnq_graph.
+ *
+ * Export writes atomically (temp file + rename) and deterministically:
+ * initializers as little-endian raw_data in value order; graph inputs and
+ * outputs with type and shape (rank -1: no shape); value_info for every
+ * other value used by a node whose dtype is known; nodes and attributes
+ * as stored. ir_version is the graph's, raised if needed to the one the
+ * default opset requires (opset 11 -> 6, 12..14 -> 7, 15..18 -> 8); a
+ * graph without a default-domain opset is an export error (INVALID).
+ * import -> export -> import preserves nodes, attributes, inputs/outputs
+ * and every tensor bit-exactly (names of tensors inside attributes are
+ * not kept). */
 #ifndef NNQ_ONNX_ONNX_IO_H
 #define NNQ_ONNX_ONNX_IO_H
 

@@ -37,6 +37,7 @@ static size_t typed_count(const Onnx__TensorProto *p, nnq_dtype dt, size_t *tota
 /* Copy `n` elements from the typed field into dst (narrowing as the
  * ONNX spec prescribes: the low bits of each int32 / uint64). */
 static void copy_typed(const Onnx__TensorProto *p, nnq_dtype dt, void *dst, size_t n) {
+    if (n == 0) return; /* the field's array is NULL then */
     switch (dt) {
     case NNQ_DT_FLOAT: memcpy(dst, p->float_data, n * sizeof(float)); break;
     case NNQ_DT_DOUBLE: memcpy(dst, p->double_data, n * sizeof(double)); break;

@@ -12,50 +12,52 @@
 enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_COUNT };
 
 /* One kernel per (op, type). The four stride patterns get separate loops
- * so each is a plain vectorisable loop over contiguous memory. */
-#define BINARY_KERNEL(name, T, EXPR)                                                         \
+ * so each is a plain vectorisable loop over contiguous memory. HINT is
+ * NNQ_SIMD, or nothing for integer division (no vector form; clang warns
+ * when a simd loop cannot vectorise). */
+#define BINARY_KERNEL(name, T, EXPR, HINT)                                                   \
     static void name(int64_t n, const void *pa, int sa, const void *pb, int sb, void *py,    \
                      const void *ctx) {                                                      \
         const T *a = pa, *b = pb;                                                            \
         T *y = py;                                                                           \
         (void)ctx;                                                                           \
         if (sa && sb) {                                                                      \
-            for (int64_t i = 0; i < n; i++) {                                                \
+            HINT for (int64_t i = 0; i < n; i++) {                                           \
                 T x = a[i], z = b[i];                                                        \
                 y[i] = (EXPR);                                                               \
             }                                                                                \
         } else if (sa) {                                                                     \
             const T z = b[0];                                                                \
-            for (int64_t i = 0; i < n; i++) {                                                \
+            HINT for (int64_t i = 0; i < n; i++) {                                           \
                 T x = a[i];                                                                  \
                 y[i] = (EXPR);                                                               \
             }                                                                                \
         } else if (sb) {                                                                     \
             const T x = a[0];                                                                \
-            for (int64_t i = 0; i < n; i++) {                                                \
+            HINT for (int64_t i = 0; i < n; i++) {                                           \
                 T z = b[i];                                                                  \
                 y[i] = (EXPR);                                                               \
             }                                                                                \
         } else {                                                                             \
             const T x = a[0], z = b[0];                                                      \
             const T v = (EXPR);                                                              \
-            for (int64_t i = 0; i < n; i++) y[i] = v;                                        \
+            HINT for (int64_t i = 0; i < n; i++) y[i] = v;                                   \
         }                                                                                    \
     }
 
-#define FLOAT_KERNELS(tag, T)                      \
-    BINARY_KERNEL(add_##tag, T, x + z)             \
-    BINARY_KERNEL(sub_##tag, T, x - z)             \
-    BINARY_KERNEL(mul_##tag, T, x * z)             \
-    BINARY_KERNEL(div_##tag, T, x / z)
+#define FLOAT_KERNELS(tag, T)                        \
+    BINARY_KERNEL(add_##tag, T, x + z, NNQ_SIMD)     \
+    BINARY_KERNEL(sub_##tag, T, x - z, NNQ_SIMD)     \
+    BINARY_KERNEL(mul_##tag, T, x * z, NNQ_SIMD)     \
+    BINARY_KERNEL(div_##tag, T, x / z, NNQ_SIMD)
 
 /* U: an unsigned type at least as wide as int, so nothing promotes to a
  * signed int that could overflow. */
-#define INT_KERNELS(tag, T, U, DIV_EXPR)                    \
-    BINARY_KERNEL(add_##tag, T, (T)((U)x + (U)z))          \
-    BINARY_KERNEL(sub_##tag, T, (T)((U)x - (U)z))          \
-    BINARY_KERNEL(mul_##tag, T, (T)((U)x * (U)z))          \
-    BINARY_KERNEL(div_##tag, T, DIV_EXPR)
+#define INT_KERNELS(tag, T, U, DIV_EXPR)                         \
+    BINARY_KERNEL(add_##tag, T, (T)((U)x + (U)z), NNQ_SIMD)     \
+    BINARY_KERNEL(sub_##tag, T, (T)((U)x - (U)z), NNQ_SIMD)     \
+    BINARY_KERNEL(mul_##tag, T, (T)((U)x * (U)z), NNQ_SIMD)     \
+    BINARY_KERNEL(div_##tag, T, DIV_EXPR, )
 
 /* Signed: -1 is special-cased because MIN / -1 overflows. */
 #define SDIV(T, U) (z == 0 ? (T)0 : z == -1 ? (T)(0u - (U)x) : (T)(x / z))

@@ -49,6 +49,11 @@ void nnq_bcast_run(const nnq_bcast_loop *l, nnq_bcast_kernel k, const void *ctx,
                    size_t a_esize, const void *b, size_t b_esize, void *y, size_t y_esize,
                    int threads);
 
+/* Marks an elementwise loop as free of loop-carried dependences. GCC's
+ * -O2 cost model only vectorises loops with a known trip count; this
+ * lets runtime-length kernels vectorise too (nnq builds with OpenMP). */
+#define NNQ_SIMD _Pragma("omp simd")
+
 /* Elements below which elementwise ops stay on one thread. */
 #define NNQ_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)
 

@@ -41,7 +41,7 @@ nnq_status nnq_window_init(const nnq_op_args *a, const nnq_tensor *x, const int6
     int k = x->rank - 2;
     int64_t attr_kernel[NNQ_WINDOW_MAX_DIMS], pads[2 * NNQ_WINDOW_MAX_DIMS];
     const int64_t *ks;
-    auto_pad mode;
+    auto_pad mode = PAD_NOTSET;
 
     memset(w, 0, sizeof *w);
     if (k < 1 || k > NNQ_WINDOW_MAX_DIMS)

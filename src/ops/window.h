@@ -46,8 +46,14 @@ static inline void nnq_window_taps(const nnq_window *w, int d, int64_t o, int64_
                                    int64_t *hi) {
     int64_t start = o * w->stride[d] - w->pad_begin[d];
     int64_t dil = w->dilation[d];
-    int64_t l = start < 0 ? nnq_ceil_div(-start, dil) : 0;
-    int64_t h = nnq_ceil_div(w->in[d] - start, dil);
+    int64_t l, h;
+    if (dil == 1) { /* the common case, without divisions */
+        l = start < 0 ? -start : 0;
+        h = w->in[d] - start;
+    } else {
+        l = start < 0 ? nnq_ceil_div(-start, dil) : 0;
+        h = nnq_ceil_div(w->in[d] - start, dil);
+    }
     if (h > w->kernel[d]) h = w->kernel[d];
     if (h < l) h = l;
     *lo = l;

@@ -1,0 +1,102 @@
+#!/bin/sh
+# Float-inference benchmark of issue 2: nnq against ONNX Runtime's CPU
+# execution provider, on the same .onnx files, in the same run.
+#
+#   bench/run.sh [BUILD_DIR/nnq | BUILD_DIR]       (`make bench` passes build/nnq)
+#
+# Builds bench_float in BUILD_DIR if needed, installs onnxruntime-node into
+# bench/node_modules from package-lock.json if missing, checks on one fixed
+# batch per model that both engines give the same logits (fails the run if
+# nmse >= 1e-8), then times every model x batch x threads and writes the
+# "Float inference (issue 2)" section of BENCHMARKS.md.
+#
+# Knobs (environment): NNQ_BENCH_MODELS (paths, space separated),
+# NNQ_BENCH_BATCHES ("1 64"), NNQ_BENCH_THREADS ("1 2"), NNQ_BENCH_SECONDS
+# (timed seconds per measurement, 2.5), NNQ_BENCH_OUT (markdown file, "-" to
+# only print the table), JOBS (build parallelism, 2).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ARG=${1:-build/nnq}
+if [ -d "$ARG" ]; then BUILD=$ARG; else BUILD=$(dirname "$ARG"); fi
+mkdir -p "$BUILD"
+BUILD=$(cd "$BUILD" && pwd)
+
+MODELS=${NNQ_BENCH_MODELS:-"$ROOT/tests/fixtures/models/mnv2s.onnx $ROOT/tests/fixtures/models/resnets.onnx"}
+BATCHES=${NNQ_BENCH_BATCHES:-"1 64"}
+THREADS=${NNQ_BENCH_THREADS:-"1 2"}
+SECONDS_PER=${NNQ_BENCH_SECONDS:-2.5}
+OUT=${NNQ_BENCH_OUT:-"$ROOT/BENCHMARKS.md"}
+CHECK_BATCH=16
+MAX_NMSE=1e-8
+
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+
+command -v node >/dev/null 2>&1 || die "node not found: run scripts/deps.sh --peers"
+for m in $MODELS; do
+    [ -f "$m" ] || die "missing model $m (generate it: /usr/bin/python3 tests/fixtures/models/make_models.py)"
+done
+
+# ORT from the locked npm package; --ignore-scripts because the CPU library
+# already ships inside the package (bin/napi-v*/linux/x64) and the install
+# script would only fetch the CUDA provider, which is not bundled.
+if [ ! -d "$ROOT/bench/node_modules/onnxruntime-node" ]; then
+    command -v npm >/dev/null 2>&1 || die "npm not found (Debian package npm)"
+    echo "installing onnxruntime-node into bench/node_modules" >&2
+    (cd "$ROOT/bench" && npm ci --ignore-scripts --no-audit --no-fund >&2) ||
+        die "npm ci failed in bench/"
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$BUILD" --target bench_float -j "${JOBS:-2}" >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log" >&2; die "building bench_float in $BUILD failed"; }
+BENCH="$BUILD/bench/bench_float"
+ORT="$ROOT/bench/ort_bench.js"
+RESULTS="$BUILD/bench/float_results.jsonl"
+: >"$RESULTS.tmp"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# nnq's threads come from its executor option and from OpenMP, which also
+# sizes OpenBLAS (OpenMP build): keep all three equal to T.
+run_nnq() { # threads, then bench_float arguments
+    t=$1
+    shift
+    OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$BENCH" --threads "$t" "$@"
+}
+
+echo "correctness: nnq vs ORT logits on one fixed batch of $CHECK_BATCH (nmse < $MAX_NMSE)" >&2
+for m in $MODELS; do
+    name=$(basename "$m" .onnx)
+    run_nnq 2 --model "$m" --batch $CHECK_BATCH --seconds 0 --warmup 0 --dump "$WORK/$name" >/dev/null ||
+        die "bench_float failed on $m"
+    line=$(node "$ORT" --model "$m" --check "$WORK/$name" --max-nmse $MAX_NMSE) ||
+        { echo "$line" >&2; die "$name: nnq and ORT disagree (nmse >= $MAX_NMSE)"; }
+    echo "  $line" >&2
+    echo "$line" >>"$RESULTS.tmp"
+done
+
+# nnq and ORT alternate within each configuration, so a change in the
+# machine's load during the run affects both sides alike.
+for m in $MODELS; do
+    for b in $BATCHES; do
+        for t in $THREADS; do
+            echo "timing $(basename "$m" .onnx) batch $b threads $t" >&2
+            run_nnq "$t" --model "$m" --batch "$b" --seconds "$SECONDS_PER" >>"$RESULTS.tmp" ||
+                die "bench_float failed on $m"
+            node "$ORT" --model "$m" --batch "$b" --threads "$t" --seconds "$SECONDS_PER" >>"$RESULTS.tmp" ||
+                die "ort_bench.js failed on $m"
+        done
+    done
+done
+mv "$RESULTS.tmp" "$RESULTS"
+
+case "$RESULTS" in "$ROOT"/*) SHOWN=${RESULTS#"$ROOT"/} ;; *) SHOWN=$RESULTS ;; esac
+node "$ROOT/bench/report.js" --results "$RESULTS" --out "$OUT" --load "$LOAD_START" \
+    --command "bench/run.sh $ARG" --shown-results "$SHOWN" \
+    --seconds "$SECONDS_PER" --check-batch $CHECK_BATCH --max-nmse $MAX_NMSE

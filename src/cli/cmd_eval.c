@@ -1,0 +1,255 @@
+/* nnq eval: top-1 accuracy of a float model on a labelled image set. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cli/json_out.h"
+#include "cli/model_load.h"
+#include "cli/progress.h"
+#include "data/dataset.h"
+#include "ops/executor.h"
+
+#define DEFAULT_BATCH 64
+#define DATA_FMNIST "fashion-mnist"
+
+typedef struct eval_opts {
+    const char *model, *data, *labels;
+    int64_t limit, batch, threads;
+    bool json, quiet;
+} eval_opts;
+
+typedef struct eval_result {
+    int64_t n, correct;
+    double seconds;
+} eval_result;
+
+void cmd_eval_help(FILE *fp) {
+    fprintf(fp,
+            "usage: nnq eval MODEL.onnx [--data fashion-mnist | --data X.npy --labels Y.npy]\n"
+            "                [--limit N] [--batch B] [--threads T] [--json] [--quiet]\n"
+            "\n"
+            "Top-1 accuracy of a float model: the class is the argmax of the first output\n"
+            "per image (ties go to the lowest index). The model input must be [N, C, H, W]\n"
+            "matching the images; the output [N, classes] (trailing dims are flattened).\n"
+            "\n"
+            "options:\n"
+            "  --data D      '%s' (default: its 10000-image test split, normalised\n"
+            "                and padded to 1x32x32) or a float32 .npy of NCHW/NHW images\n"
+            "  --labels L    int64/int32 .npy of labels, one per image (with --data X.npy)\n"
+            "  --limit N     evaluate only the first N images (0: all)\n"
+            "  --batch B     images per run (default %d; a model with a fixed batch\n"
+            "                dimension uses that instead)\n"
+            "  --threads T   threads per op (default 0: all cores)\n"
+            "  --json        print one JSON object on stdout: model, n, top1, correct,\n"
+            "                seconds, images_per_s\n"
+            "  --quiet       no progress or summary on stderr\n"
+            "  -h, --help    show this help\n",
+            DATA_FMNIST, DEFAULT_BATCH);
+}
+
+static int parse(int argc, char **argv, eval_opts *o) {
+    o->data = DATA_FMNIST;
+    o->batch = DEFAULT_BATCH;
+    const cli_opt opts[] = {
+        {"data", CLI_OPT_STRING, &o->data, 0, 0},
+        {"labels", CLI_OPT_STRING, &o->labels, 0, 0},
+        {"limit", CLI_OPT_INT, &o->limit, 0, INT64_MAX},
+        {"batch", CLI_OPT_INT, &o->batch, 1, 1 << 20},
+        {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
+        {"json", CLI_OPT_FLAG, &o->json, 0, 0},
+        {"quiet", CLI_OPT_FLAG, &o->quiet, 0, 0},
+    };
+    const char *pos[1];
+    int n_pos;
+    switch (cli_parse_args("eval", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), pos, 1,
+                           &n_pos)) {
+    case CLI_PARSE_HELP: cmd_eval_help(stdout); return -1;
+    case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
+    case CLI_PARSE_OK: break;
+    }
+    if (n_pos != 1) return cli_usage_error("eval", "expected one MODEL.onnx argument");
+    o->model = pos[0];
+    bool fmnist = strcmp(o->data, DATA_FMNIST) == 0;
+    if (fmnist && o->labels)
+        return cli_usage_error("eval", "--labels goes with --data X.npy, not %s", DATA_FMNIST);
+    if (!fmnist && !o->labels)
+        return cli_usage_error("eval", "--data %s needs --labels Y.npy", o->data);
+    return CLI_EXIT_OK;
+}
+
+/* The model must take one float image batch [N, C, H, W] that fits the data. */
+static nnq_status check_input(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d) {
+    if (g->n_inputs != 1)
+        return nnq_fail(NNQ_ERR_SHAPE, "%s has %d inputs; eval needs a model with one image input",
+                        o->model, g->n_inputs);
+    if (g->n_outputs < 1) return nnq_fail(NNQ_ERR_SHAPE, "%s has no outputs", o->model);
+    const nnq_value *in = &g->values[g->inputs[0]];
+    char want[256];
+    cli_value_shape_str(in, want, sizeof want);
+    if (in->t.dtype != NNQ_DT_FLOAT)
+        return nnq_fail(NNQ_ERR_UNSUPPORTED, "%s: input '%s' is %s; eval feeds float32 images",
+                        o->model, in->name, nnq_dtype_name(in->t.dtype));
+    if (in->t.rank != 4)
+        return nnq_fail(NNQ_ERR_SHAPE,
+                        "%s: input '%s' has shape %s; eval needs rank 4 [N, C, H, W]", o->model,
+                        in->name, want);
+    const int64_t chw[3] = {d->c, d->h, d->w};
+    for (int k = 0; k < 3; k++)
+        if (in->t.dims[k + 1] >= 0 && in->t.dims[k + 1] != chw[k])
+            return nnq_fail(NNQ_ERR_SHAPE,
+                            "%s: input '%s' has shape %s but the images of %s have shape "
+                            "[%lld, %d, %d, %d]",
+                            o->model, in->name, want, o->data, (long long)d->n, d->c, d->h, d->w);
+    return NNQ_OK;
+}
+
+/* Infer the first output's shape at this batch size: [batch, classes...]. */
+static nnq_status check_output(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d,
+                               int64_t batch, int64_t *classes) {
+    nnq_status s = NNQ_OK;
+    nnq_tensor *shapes = calloc((size_t)g->n_values, sizeof *shapes);
+    if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory inferring shapes");
+    nnq_tensor in = {0};
+    const int64_t dims[4] = {batch, d->c, d->h, d->w};
+    nnq_tensor_set_shape(&in, NNQ_DT_FLOAT, 4, dims);
+    if ((s = nnq_graph_infer_shapes(g, &in, shapes)) != NNQ_OK) {
+        nnq_fail_context(s, "%s: ", o->model);
+        goto done;
+    }
+    const nnq_value *out = &g->values[g->outputs[0]];
+    const nnq_tensor *y = &shapes[g->outputs[0]];
+    char buf[128];
+    if (y->dtype != NNQ_DT_FLOAT || y->rank < 2 || y->dims[0] != batch) {
+        s = nnq_fail(NNQ_ERR_SHAPE,
+                     "%s: output '%s' is %s %s for %lld images; eval needs float32 "
+                     "[N, classes]",
+                     o->model, out->name, nnq_dtype_name(y->dtype),
+                     nnq_shape_str(y, buf, sizeof buf), (long long)batch);
+        goto done;
+    }
+    *classes = nnq_shape_numel(y->rank - 1, y->dims + 1);
+    if (*classes < d->n_classes) {
+        s = nnq_fail(NNQ_ERR_SHAPE, "%s: output '%s' has %lld classes but the labels go up to %d",
+                     o->model, out->name, (long long)*classes, d->n_classes - 1);
+        goto done;
+    }
+done:
+    free(shapes);
+    return s;
+}
+
+static int64_t argmax(const float *row, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (row[i] > row[best]) best = i; /* strict: ties keep the lowest index */
+    return best;
+}
+
+/* A model with a fixed batch dim gets its last, partial batch zero-padded
+ * in `pad` (only the real rows are scored). */
+static nnq_status run_all(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d,
+                          int64_t batch, bool fixed_batch, int64_t classes, eval_result *r) {
+    nnq_status s = NNQ_OK;
+    nnq_exec *e = NULL;
+    float *pad = NULL;
+    cli_progress prog = {0}; /* disabled until started */
+    const nnq_exec_options xo = {.threads = (int)o->threads, .keep_all = false};
+    if ((s = nnq_exec_create(g, &xo, &e)) != NNQ_OK) goto done;
+    cli_progress_start(&prog, "eval", "images", d->n, !o->quiet);
+    double t0 = cli_now();
+    size_t per = (size_t)d->c * (size_t)d->h * (size_t)d->w;
+    r->n = d->n;
+    r->correct = 0;
+    for (int64_t start = 0; start < d->n; start += batch) {
+        int64_t count = d->n - start < batch ? d->n - start : batch;
+        nnq_tensor x;
+        nnq_dataset_batch(d, start, count, &x);
+        if (fixed_batch && count < batch) {
+            if (!pad && !(pad = calloc((size_t)batch * per, sizeof *pad))) {
+                s = nnq_fail(NNQ_ERR_NOMEM, "out of memory padding the last batch");
+                goto done;
+            }
+            memcpy(pad, x.data, (size_t)count * per * sizeof *pad);
+            x.data = pad;
+            x.dims[0] = batch;
+        }
+        if ((s = nnq_exec_run(e, &x)) != NNQ_OK) goto done;
+        const nnq_tensor *y = nnq_exec_output(e, 0);
+        if (nnq_tensor_numel(y) != x.dims[0] * classes) {
+            s = nnq_fail(NNQ_ERR_SHAPE, "output has %lld values for %lld images of %lld classes",
+                         (long long)nnq_tensor_numel(y), (long long)x.dims[0], (long long)classes);
+            goto done;
+        }
+        const float *logits = nnq_f32(y);
+        for (int64_t i = 0; i < count; i++)
+            if (argmax(logits + i * classes, classes) == d->labels[start + i]) r->correct++;
+        cli_progress_update(&prog, start + count);
+    }
+    r->seconds = cli_now() - t0;
+done:
+    cli_progress_finish(&prog);
+    free(pad);
+    nnq_exec_free(e);
+    return s;
+}
+
+static void report(const eval_opts *o, const eval_result *r) {
+    double top1 = 100.0 * (double)r->correct / (double)r->n;
+    double rate = r->seconds > 0 ? (double)r->n / r->seconds : 0;
+    if (!o->quiet)
+        fprintf(stderr, "eval %s: top-1 %.2f%% (%lld/%lld) in %.2f s, %.0f images/s\n", o->model,
+                top1, (long long)r->correct, (long long)r->n, r->seconds, rate);
+    if (!o->json) return;
+    cli_json j;
+    cli_json_init(&j, stdout);
+    cli_json_object_begin(&j, NULL);
+    cli_json_string(&j, "model", o->model);
+    cli_json_int(&j, "n", r->n);
+    cli_json_double(&j, "top1", top1);
+    cli_json_int(&j, "correct", r->correct);
+    cli_json_double(&j, "seconds", r->seconds);
+    cli_json_double(&j, "images_per_s", rate);
+    cli_json_object_end(&j);
+    cli_json_finish(&j);
+}
+
+int cmd_eval_run(int argc, char **argv) {
+    eval_opts o = {0};
+    int rc = parse(argc, argv, &o);
+    if (rc < 0) return CLI_EXIT_OK; /* --help */
+    if (rc != CLI_EXIT_OK) return rc;
+
+    nnq_graph *g = NULL;
+    nnq_dataset d = {0};
+    eval_result r = {0};
+    int64_t classes = 0;
+    nnq_status s = cli_load_model(o.model, &g);
+    if (s != NNQ_OK) goto fail;
+    if (strcmp(o.data, DATA_FMNIST) == 0)
+        s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o.limit, &d);
+    else
+        s = nnq_dataset_npy(o.data, o.labels, o.limit, &d);
+    if (s != NNQ_OK) goto fail;
+    if (d.n < 1 || !d.labels) {
+        s = nnq_fail(NNQ_ERR_INVALID, "%s: no labelled images to evaluate", o.data);
+        goto fail;
+    }
+    if ((s = check_input(g, &o, &d)) != NNQ_OK) goto fail;
+    int64_t fixed = g->values[g->inputs[0]].t.dims[0];
+    int64_t batch = fixed > 0 ? fixed : o.batch;
+    if ((s = check_output(g, &o, &d, batch, &classes)) != NNQ_OK) goto fail;
+    if ((s = run_all(g, &o, &d, batch, fixed > 0, classes, &r)) != NNQ_OK) goto fail;
+    report(&o, &r);
+    nnq_dataset_free(&d);
+    nnq_graph_free(g);
+    return CLI_EXIT_OK;
+fail:
+    rc = cli_fail(s);
+    nnq_dataset_free(&d);
+    nnq_graph_free(g);
+    return rc;
+}

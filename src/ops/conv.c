@@ -1,0 +1,352 @@
+/* Conv over 1-3 spatial dims: X (N, C, D1..Dk), W (M, C/group, K1..Kk),
+ * optional B (M) -> Y (N, M, O1..Ok).
+ *
+ * Fast paths: depthwise (one input channel per group, 1-D/2-D) runs a
+ * direct kernel; everything else is im2col + one SGEMM per (image, group),
+ * with 1x1/stride-1/unpadded kernels reading X directly as the column
+ * matrix. tests/test_ops_dense.c holds the plain-loop reference. */
+#include <omp.h>
+#include <string.h>
+
+#include "ops/gemm.h"
+#include "ops/op.h"
+#include "ops/window.h"
+
+/* Output columns the depthwise kernel keeps in registers at once. */
+#define DW_BLOCK 8
+/* Below this many multiply-adds a parallel region costs more than it saves. */
+#define PARALLEL_MIN_WORK 65536
+
+typedef struct conv_plan {
+    nnq_window w;             /* 3-D form: leading unit dims added */
+    int64_t n, c, m, group;
+    int64_t cg, mg;           /* input / output channels per group */
+    int64_t rows;             /* GEMM depth: cg * taps per channel */
+    int64_t in_size;          /* input elements per channel */
+    int64_t out_size;         /* output elements per channel */
+    bool depthwise;           /* direct kernel */
+    bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
+    bool batch_parallel;      /* one (image, group) per thread, 1-thread SGEMMs */
+    int threads;
+    size_t col_floats;        /* one im2col buffer */
+} conv_plan;
+
+static nnq_status check_inputs(const nnq_op_args *a) {
+    static const char *const names[3] = {"X", "W", "B"};
+    for (int i = 0; i < a->n_in && i < 3; i++) {
+        if (!a->in[i]) continue;
+        if (a->in[i]->dtype != NNQ_DT_FLOAT)
+            return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED,
+                               "input %s has dtype %s; only float32 is supported", names[i],
+                               nnq_dtype_name(a->in[i]->dtype));
+    }
+    const nnq_tensor *x = a->in[0], *w = a->in[1];
+    const nnq_tensor *b = a->n_in > 2 ? a->in[2] : NULL;
+    char sx[64], sw[64];
+    if (x->rank < 3 || x->rank > 5)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED,
+                           "X is %s: only rank 3 to 5 (1 to 3 spatial dims) is supported",
+                           nnq_shape_str(x, sx, sizeof sx));
+    if (w->rank != x->rank)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "W (%s) must have the rank of X (%s)",
+                           nnq_shape_str(w, sw, sizeof sw), nnq_shape_str(x, sx, sizeof sx));
+    int64_t group = nnq_node_attr_int(a->node, "group", 1);
+    if (group < 1) return nnq_op_fail(a, NNQ_ERR_INVALID, "group = %lld", (long long)group);
+    int64_t m = w->dims[0], c = x->dims[1];
+    if (m >= 0 && m % group != 0)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "%lld output channels do not split into %lld groups",
+                           (long long)m, (long long)group);
+    if (c >= 0 && w->dims[1] >= 0 && c != w->dims[1] * group)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE,
+                           "X has %lld channels but W (%s) with group %lld expects %lld",
+                           (long long)c, nnq_shape_str(w, sw, sizeof sw), (long long)group,
+                           (long long)(w->dims[1] * group));
+    if (b && (b->rank != 1 || (m >= 0 && b->dims[0] >= 0 && b->dims[0] != m)))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "B is %s, expected a vector of %lld biases",
+                           nnq_shape_str(b, sx, sizeof sx), (long long)m);
+    return NNQ_OK;
+}
+
+/* The window, taking the kernel from W unless W's spatial dims are unknown. */
+static nnq_status conv_window(const nnq_op_args *a, nnq_window *win) {
+    const nnq_tensor *w = a->in[1];
+    bool known = true;
+    for (int d = 2; d < w->rank; d++) known = known && w->dims[d] >= 0;
+    return nnq_window_init(a, a->in[0], known ? w->dims + 2 : NULL, win);
+}
+
+static nnq_status conv_infer(const nnq_op_args *a) {
+    nnq_window win;
+    NNQ_TRY(check_inputs(a));
+    NNQ_TRY(conv_window(a, &win));
+    int64_t dims[NNQ_MAX_RANK];
+    dims[0] = a->in[0]->dims[0];
+    dims[1] = a->in[1]->dims[0];
+    for (int d = 0; d < win.rank; d++) dims[2 + d] = win.out[d];
+    return nnq_tensor_set_shape(a->out[0], NNQ_DT_FLOAT, a->in[0]->rank, dims);
+}
+
+static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
+    nnq_window win;
+    NNQ_TRY(check_inputs(a));
+    NNQ_TRY(conv_window(a, &win));
+    memset(p, 0, sizeof *p);
+    nnq_window_to_3d(&win, &p->w);
+    const nnq_window *w = &p->w;
+    p->n = a->in[0]->dims[0];
+    p->c = a->in[0]->dims[1];
+    p->m = a->in[1]->dims[0];
+    p->group = nnq_node_attr_int(a->node, "group", 1);
+    p->cg = p->c / p->group;
+    p->mg = p->m / p->group;
+    p->rows = p->cg * w->kernel[0] * w->kernel[1] * w->kernel[2];
+    p->in_size = w->in[0] * w->in[1] * w->in[2];
+    p->out_size = w->out[0] * w->out[1] * w->out[2];
+    p->threads = a->threads > 0 ? a->threads : 1;
+    if (p->n * p->m * p->out_size * p->rows < PARALLEL_MIN_WORK) p->threads = 1;
+
+    p->depthwise = p->group > 1 && p->cg == 1 && win.rank <= 2;
+    p->direct = true;
+    for (int d = 0; d < 3; d++)
+        p->direct = p->direct && w->kernel[d] == 1 && w->stride[d] == 1 && w->pad_begin[d] == 0 &&
+                    w->pad_end[d] == 0;
+    p->batch_parallel = p->threads > 1 && p->n * p->group >= p->threads;
+    p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->out_size);
+
+    int64_t check[4] = {p->mg, p->out_size, p->rows, p->in_size};
+    if (!nnq_blas_dims_fit(4, check))
+        return nnq_op_fail(a, NNQ_ERR_LIMIT, "convolution too large for BLAS's int arguments");
+    return NNQ_OK;
+}
+
+static size_t conv_scratch(const nnq_op_args *a) {
+    conv_plan p;
+    if (conv_make_plan(a, &p) != NNQ_OK) return 0; /* forward reports the error */
+    return p.col_floats * sizeof(float) * (size_t)(p.batch_parallel ? p.threads : 1);
+}
+
+/* One row of the column matrix: tap (kd, kh, kw) of channel c, over every
+ * output position. Row r is ((c*KD + kd)*KH + kh)*KW + kw. */
+static void im2col_row(const float *x, const nnq_window *w, int64_t r, float *dst) {
+    const int64_t KD = w->kernel[0], KH = w->kernel[1], KW = w->kernel[2];
+    const int64_t H = w->in[1], W = w->in[2];
+    const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+    int64_t kw = r % KW, t = r / KW;
+    int64_t kh = t % KH;
+    t /= KH;
+    int64_t kd = t % KD, c = t / KD;
+    const float *xc = x + c * w->in[0] * H * W;
+    int64_t dlo, dhi, hlo, hhi, lo, hi;
+    nnq_window_out_range(w, 0, kd, &dlo, &dhi);
+    nnq_window_out_range(w, 1, kh, &hlo, &hhi);
+    nnq_window_out_range(w, 2, kw, &lo, &hi);
+    const int64_t sw = w->stride[2];
+    const int64_t wofs = kw * w->dilation[2] - w->pad_begin[2];
+
+    for (int64_t od = 0; od < OD; od++) {
+        float *plane = dst + od * OH * OW;
+        if (od < dlo || od >= dhi) {
+            memset(plane, 0, sizeof(float) * (size_t)(OH * OW));
+            continue;
+        }
+        int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
+        for (int64_t oh = 0; oh < OH; oh++) {
+            float *row = plane + oh * OW;
+            if (oh < hlo || oh >= hhi) {
+                memset(row, 0, sizeof(float) * (size_t)OW);
+                continue;
+            }
+            int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+            const float *xr = xc + (id * H + ih) * W + wofs;
+            for (int64_t o = 0; o < lo; o++) row[o] = 0;
+            if (sw == 1) {
+                memcpy(row + lo, xr + lo, sizeof(float) * (size_t)(hi - lo));
+            } else {
+                for (int64_t o = lo; o < hi; o++) row[o] = xr[o * sw];
+            }
+            for (int64_t o = hi; o < OW; o++) row[o] = 0;
+        }
+    }
+}
+
+static void add_bias(float *y, const float *bias, int64_t channels, int64_t size) {
+    for (int64_t m = 0; m < channels; m++) {
+        float b = bias[m];
+        float *ym = y + m * size;
+        #pragma omp simd
+        for (int64_t i = 0; i < size; i++) ym[i] += b;
+    }
+}
+
+/* Y for image n, group g: W_g (mg x rows) * col (rows x out_size). */
+static void conv_task(const conv_plan *p, const float *x, const float *wt, const float *bias,
+                      float *y, int64_t n, int64_t g, float *col, int threads) {
+    const float *xg = x + (n * p->c + g * p->cg) * p->in_size;
+    float *yg = y + (n * p->m + g * p->mg) * p->out_size;
+    const float *b = xg;
+    if (!p->direct) {
+        if (threads > 1) {
+            #pragma omp parallel for num_threads(threads) schedule(static)
+            for (int64_t r = 0; r < p->rows; r++)
+                im2col_row(xg, &p->w, r, col + r * p->out_size);
+        } else {
+            for (int64_t r = 0; r < p->rows; r++)
+                im2col_row(xg, &p->w, r, col + r * p->out_size);
+        }
+        b = col;
+    }
+    nnq_sgemm(false, false, (int)p->mg, (int)p->out_size, (int)p->rows, 1.0f,
+              wt + g * p->mg * p->rows, (int)p->rows, b, (int)p->out_size, 0.0f, yg,
+              (int)p->out_size, threads);
+    if (bias) add_bias(yg, bias + g * p->mg, p->mg, p->out_size);
+}
+
+/* Output column o of a depthwise row, checking each tap's range. */
+static float depthwise_column(const nnq_window *w, const float *x, const float *k, float bias,
+                              int64_t oh, int64_t khlo, int64_t khhi, int64_t o) {
+    const int64_t W = w->in[2], KW = w->kernel[2];
+    int64_t kwlo, kwhi;
+    nnq_window_taps(w, 2, o, &kwlo, &kwhi);
+    int64_t iw0 = o * w->stride[2] - w->pad_begin[2];
+    float acc = bias;
+    for (int64_t kh = khlo; kh < khhi; kh++) {
+        const float *xr = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W + iw0;
+        for (int64_t kw = kwlo; kw < kwhi; kw++) acc += k[kh * KW + kw] * xr[kw * w->dilation[2]];
+    }
+    return acc;
+}
+
+/* Eight floats as one value (GCC/Clang vector extension): one AVX
+ * register, or two SSE ones, whatever the function is compiled for. */
+typedef float v8sf __attribute__((vector_size(8 * sizeof(float))));
+
+/* acc += kv * (eight inputs read with stride SW); strides 1 and 2 become
+ * plain loads. (Vectors travel by pointer: passing them by value would
+ * depend on the ISA's calling convention.) */
+static inline void fma_strided(v8sf *acc, float kv, const float *p, int64_t SW) {
+    v8sf v;
+    if (SW == 1) {
+        memcpy(&v, p, sizeof v);
+    } else if (SW == 2) {
+        v8sf a, b;
+        memcpy(&a, p, sizeof a);
+        memcpy(&b, p + 8, sizeof b);
+        v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+    } else {
+        for (int j = 0; j < 8; j++) v[j] = p[j * SW];
+    }
+    *acc += kv * v;
+}
+
+/* Eight interior columns from o0 on, accumulated in registers. SW (stride)
+ * and KW (kernel width) become compile-time constants where the caller
+ * passes constants, so the common 3-wide kernels unroll. */
+static inline void depthwise_block(const nnq_window *w, const float *x, const float *k,
+                                   float bias, int64_t oh, int64_t khlo, int64_t khhi,
+                                   int64_t o0, int64_t SW, int64_t KW, float *y) {
+    const int64_t W = w->in[2], dw = w->dilation[2];
+    v8sf acc = {bias, bias, bias, bias, bias, bias, bias, bias};
+    for (int64_t kh = khlo; kh < khhi; kh++) {
+        const float *xr = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W +
+                          o0 * SW - w->pad_begin[2];
+        for (int64_t kw = 0; kw < KW; kw++) fma_strided(&acc, k[kh * KW + kw], xr + kw * dw, SW);
+    }
+    memcpy(y, &acc, sizeof acc);
+}
+
+/* One output plane of a depthwise conv (2-D; 1-D has H = 1). Columns
+ * [ilo, ihi) read inside the input for every kernel column: they run in
+ * unchecked register blocks; the few others tap by tap. */
+__attribute__((target_clones("avx2", "default")))
+static void depthwise_plane(const nnq_window *w, const float *x, const float *k, float bias,
+                            int64_t ilo, int64_t ihi, float *y) {
+    const int64_t OH = w->out[1], OW = w->out[2], sw = w->stride[2], KW = w->kernel[2];
+    for (int64_t oh = 0; oh < OH; oh++) {
+        float *yr = y + oh * OW;
+        int64_t khlo, khhi, o = 0;
+        nnq_window_taps(w, 1, oh, &khlo, &khhi);
+        for (; o < ilo; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);
+        /* Specialised for the common strides and kernel width 3. */
+        if (sw == 1 && KW == 3) {
+            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
+                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, 3, yr + o);
+        } else if (sw == 2 && KW == 3) {
+            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
+                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, 3, yr + o);
+        } else if (sw == 1) {
+            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
+                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, KW, yr + o);
+        } else if (sw == 2) {
+            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
+                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, KW, yr + o);
+        } else {
+            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
+                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, sw, KW, yr + o);
+        }
+        for (; o < OW; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);
+    }
+}
+
+static void conv_depthwise(const conv_plan *p, const float *x, const float *wt,
+                           const float *bias, float *y) {
+    const nnq_window *w = &p->w;
+    /* Interior columns: inside the input for the first kernel column (the
+     * leftmost reads) and the last (the rightmost reads). */
+    int64_t ilo, ihi, lo_last, hi_first;
+    nnq_window_out_range(w, 2, 0, &ilo, &hi_first);
+    nnq_window_out_range(w, 2, w->kernel[2] - 1, &lo_last, &ihi);
+    if (ihi < ilo) ihi = ilo;
+    const int64_t taps = w->kernel[1] * w->kernel[2];
+    const int64_t planes = p->n * p->m;
+    #pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        int64_t n = pl / p->m, m = pl % p->m;
+        int64_t c = m / p->mg; /* group m / mg holds input channel c */
+        depthwise_plane(w, x + (n * p->c + c) * p->in_size, wt + m * taps,
+                        bias ? bias[m] : 0.0f, ilo, ihi, y + pl * p->out_size);
+    }
+}
+
+static nnq_status conv_forward(const nnq_op_args *a) {
+    conv_plan p;
+    NNQ_TRY(conv_make_plan(a, &p));
+    const float *x = nnq_f32(a->in[0]), *wt = nnq_f32(a->in[1]);
+    const float *bias = a->n_in > 2 && a->in[2] ? nnq_f32(a->in[2]) : NULL;
+    float *y = nnq_f32(a->out[0]);
+
+    if (p.depthwise) {
+        conv_depthwise(&p, x, wt, bias, y);
+        return NNQ_OK;
+    }
+    /* The executor sized scratch with the same plan; fewer buffers than
+     * threads (a smaller scratch) only lowers the parallelism. */
+    size_t col_bytes = p.col_floats * sizeof(float);
+    int64_t buffers = col_bytes ? (int64_t)(a->scratch_bytes / col_bytes) : p.threads;
+    if (col_bytes && buffers < 1)
+        return nnq_op_fail(a, NNQ_ERR_INVALID, "scratch of %zu bytes, need %zu",
+                           a->scratch_bytes, col_bytes);
+    int64_t tasks = p.n * p.group;
+    if (p.batch_parallel) {
+        int nt = (int)(buffers < p.threads ? buffers : p.threads);
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t t = 0; t < tasks; t++) {
+            int tid = omp_get_thread_num();
+            float *col = col_bytes ? (float *)a->scratch + (size_t)tid * p.col_floats : NULL;
+            conv_task(&p, x, wt, bias, y, t / p.group, t % p.group, col, 1);
+        }
+    } else {
+        for (int64_t t = 0; t < tasks; t++)
+            conv_task(&p, x, wt, bias, y, t / p.group, t % p.group, (float *)a->scratch,
+                      p.threads);
+    }
+    return NNQ_OK;
+}
+
+const nnq_op_def nnq_op_Conv = {
+    .op_type = "Conv",
+    .min_inputs = 2, .max_inputs = 3,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = conv_infer,
+    .scratch_size = conv_scratch,
+    .forward = conv_forward,
+};
