@@ -266,22 +266,29 @@ static void depthwise_plane(const nnq_window *w, const float *x, const float *k,
         int64_t khlo, khhi, o = 0;
         nnq_window_taps(w, 1, oh, &khlo, &khhi);
         for (; o < ilo; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);
-        /* Specialised for the common strides and kernel width 3. */
-        if (sw == 1 && KW == 3) {
-            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
-                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, 3, yr + o);
-        } else if (sw == 2 && KW == 3) {
-            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
-                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, 3, yr + o);
-        } else if (sw == 1) {
-            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
-                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, KW, yr + o);
-        } else if (sw == 2) {
-            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
-                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, KW, yr + o);
-        } else {
-            for (; o + DW_BLOCK <= ihi; o += DW_BLOCK)
-                depthwise_block(w, x, k, bias, oh, khlo, khhi, o, sw, KW, yr + o);
+        if (ihi - o >= DW_BLOCK) {
+            /* Blocks start at ilo, ilo + 8, ... and a last one ends at ihi
+             * (overlapping its predecessor), so no interior column is left
+             * to the slow path. Specialised for the common strides and
+             * kernel width 3. */
+            int64_t last = ihi - DW_BLOCK;
+            if (sw == 1 && KW == 3) {
+                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
+                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, 3, yr + o);
+            } else if (sw == 2 && KW == 3) {
+                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
+                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, 3, yr + o);
+            } else if (sw == 1) {
+                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
+                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, KW, yr + o);
+            } else if (sw == 2) {
+                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
+                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, KW, yr + o);
+            } else {
+                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
+                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, sw, KW, yr + o);
+            }
+            o = ihi;
         }
         for (; o < OW; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);
     }
