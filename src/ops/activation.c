@@ -155,15 +155,48 @@ static nnq_status hard_swish_forward(const nnq_op_args *a) {
 
 static nnq_status tanh_forward(const nnq_op_args *a) { return unary_map(a, tanh_kernel, NULL); }
 
-const nnq_op_def nnq_op_Relu = {"Relu", 1, 1, 1, 1, unary_infer, NULL, relu_forward};
-const nnq_op_def nnq_op_LeakyRelu = {"LeakyRelu", 1, 1, 1, 1, unary_infer, NULL,
-                                     leaky_relu_forward};
-const nnq_op_def nnq_op_Sigmoid = {"Sigmoid", 1, 1, 1, 1, unary_infer, NULL, sigmoid_forward};
-const nnq_op_def nnq_op_HardSigmoid = {"HardSigmoid", 1, 1, 1, 1, unary_infer, NULL,
-                                       hard_sigmoid_forward};
-const nnq_op_def nnq_op_HardSwish = {"HardSwish", 1, 1, 1, 1, unary_infer, NULL,
-                                     hard_swish_forward};
-const nnq_op_def nnq_op_Tanh = {"Tanh", 1, 1, 1, 1, unary_infer, NULL, tanh_forward};
+const nnq_op_def nnq_op_Relu = {
+    .op_type = "Relu",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = relu_forward,
+};
+const nnq_op_def nnq_op_LeakyRelu = {
+    .op_type = "LeakyRelu",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = leaky_relu_forward,
+};
+const nnq_op_def nnq_op_Sigmoid = {
+    .op_type = "Sigmoid",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = sigmoid_forward,
+};
+const nnq_op_def nnq_op_HardSigmoid = {
+    .op_type = "HardSigmoid",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = hard_sigmoid_forward,
+};
+const nnq_op_def nnq_op_HardSwish = {
+    .op_type = "HardSwish",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = hard_swish_forward,
+};
+const nnq_op_def nnq_op_Tanh = {
+    .op_type = "Tanh",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unary_infer,
+    .forward = tanh_forward,
+};
 
 /* ---- Clip: any numeric dtype; bounds from inputs (opset >= 11) or
  * attributes (older), defaulting to the type's range ---- */
@@ -259,7 +292,13 @@ static nnq_status clip_forward(const nnq_op_args *a) {
     return unary_map(a, ct->kernel, &p);
 }
 
-const nnq_op_def nnq_op_Clip = {"Clip", 1, 3, 1, 1, clip_infer, NULL, clip_forward};
+const nnq_op_def nnq_op_Clip = {
+    .op_type = "Clip",
+    .min_inputs = 1, .max_inputs = 3,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = clip_infer,
+    .forward = clip_forward,
+};
 
 /* ---- PRelu: y = x < 0 ? slope * x : x, slope broadcast to x ---- */
 
@@ -303,4 +342,10 @@ static nnq_status prelu_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_PRelu = {"PRelu", 2, 2, 1, 1, prelu_infer, NULL, prelu_forward};
+const nnq_op_def nnq_op_PRelu = {
+    .op_type = "PRelu",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = prelu_infer,
+    .forward = prelu_forward,
+};

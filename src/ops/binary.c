@@ -131,7 +131,31 @@ static nnq_status sub_forward(const nnq_op_args *a) { return binary_forward(a, O
 static nnq_status mul_forward(const nnq_op_args *a) { return binary_forward(a, OP_MUL); }
 static nnq_status div_forward(const nnq_op_args *a) { return binary_forward(a, OP_DIV); }
 
-const nnq_op_def nnq_op_Add = {"Add", 2, 2, 1, 1, binary_infer, NULL, add_forward};
-const nnq_op_def nnq_op_Sub = {"Sub", 2, 2, 1, 1, binary_infer, NULL, sub_forward};
-const nnq_op_def nnq_op_Mul = {"Mul", 2, 2, 1, 1, binary_infer, NULL, mul_forward};
-const nnq_op_def nnq_op_Div = {"Div", 2, 2, 1, 1, binary_infer, NULL, div_forward};
+const nnq_op_def nnq_op_Add = {
+    .op_type = "Add",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = binary_infer,
+    .forward = add_forward,
+};
+const nnq_op_def nnq_op_Sub = {
+    .op_type = "Sub",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = binary_infer,
+    .forward = sub_forward,
+};
+const nnq_op_def nnq_op_Mul = {
+    .op_type = "Mul",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = binary_infer,
+    .forward = mul_forward,
+};
+const nnq_op_def nnq_op_Div = {
+    .op_type = "Div",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = binary_infer,
+    .forward = div_forward,
+};

@@ -254,10 +254,23 @@ static inline void depthwise_block(const nnq_window *w, const float *x, const fl
     memcpy(y, &acc, sizeof acc);
 }
 
+/* Interior columns [ilo, ihi) (at least DW_BLOCK of them) of output row
+ * oh in blocks at ilo, ilo + 8, ..., the last one ending at ihi and
+ * overlapping its predecessor, so no column is left to the slow path. */
+static inline void depthwise_row(const nnq_window *w, const float *x, const float *k,
+                                 float bias, int64_t oh, int64_t khlo, int64_t khhi,
+                                 int64_t ilo, int64_t ihi, int64_t SW, int64_t KW, float *yr) {
+    const int64_t last = ihi - DW_BLOCK;
+    for (int64_t o = ilo;; o = o + DW_BLOCK < last ? o + DW_BLOCK : last) {
+        depthwise_block(w, x, k, bias, oh, khlo, khhi, o, SW, KW, yr + o);
+        if (o == last) break;
+    }
+}
+
 /* One output plane of a depthwise conv (2-D; 1-D has H = 1). Columns
  * [ilo, ihi) read inside the input for every kernel column: they run in
  * unchecked register blocks; the few others tap by tap. */
-__attribute__((target_clones("avx2", "default")))
+
 static void depthwise_plane(const nnq_window *w, const float *x, const float *k, float bias,
                             int64_t ilo, int64_t ihi, float *y) {
     const int64_t OH = w->out[1], OW = w->out[2], sw = w->stride[2], KW = w->kernel[2];
@@ -267,27 +280,12 @@ static void depthwise_plane(const nnq_window *w, const float *x, const float *k,
         nnq_window_taps(w, 1, oh, &khlo, &khhi);
         for (; o < ilo; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);
         if (ihi - o >= DW_BLOCK) {
-            /* Blocks start at ilo, ilo + 8, ... and a last one ends at ihi
-             * (overlapping its predecessor), so no interior column is left
-             * to the slow path. Specialised for the common strides and
-             * kernel width 3. */
-            int64_t last = ihi - DW_BLOCK;
-            if (sw == 1 && KW == 3) {
-                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
-                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, 3, yr + o);
-            } else if (sw == 2 && KW == 3) {
-                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
-                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, 3, yr + o);
-            } else if (sw == 1) {
-                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
-                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 1, KW, yr + o);
-            } else if (sw == 2) {
-                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
-                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, 2, KW, yr + o);
-            } else {
-                for (; o <= last; o = o < last && o + DW_BLOCK > last ? last : o + DW_BLOCK)
-                    depthwise_block(w, x, k, bias, oh, khlo, khhi, o, sw, KW, yr + o);
-            }
+            /* Specialised for the common strides and kernel width 3. */
+            if (sw == 1 && KW == 3) depthwise_row(w, x, k, bias, oh, khlo, khhi, o, ihi, 1, 3, yr);
+            else if (sw == 2 && KW == 3) depthwise_row(w, x, k, bias, oh, khlo, khhi, o, ihi, 2, 3, yr);
+            else if (sw == 1) depthwise_row(w, x, k, bias, oh, khlo, khhi, o, ihi, 1, KW, yr);
+            else if (sw == 2) depthwise_row(w, x, k, bias, oh, khlo, khhi, o, ihi, 2, KW, yr);
+            else depthwise_row(w, x, k, bias, oh, khlo, khhi, o, ihi, sw, KW, yr);
             o = ihi;
         }
         for (; o < OW; o++) yr[o] = depthwise_column(w, x, k, bias, oh, khlo, khhi, o);

@@ -9,6 +9,7 @@
 #ifndef NNQ_OPS_OP_H
 #define NNQ_OPS_OP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/status.h"
@@ -26,11 +27,24 @@ typedef struct nnq_op_args {
     int threads;                 /* threads this op may use (OpenMP) */
     void *scratch;               /* scratch_size() bytes, 64-byte aligned */
     size_t scratch_bytes;
+    /* Training (issue 3). In a training forward, ops with batch statistics
+     * (BatchNormalization) use them and update their running statistics in
+     * place (in[3], in[4] point at the trainer's mutable parameters). */
+    bool training;
+    void *saved;                 /* saved_size() bytes kept from forward to backward */
+    size_t saved_bytes;
+    /* Backward: out_grad[i] = dL/d out[i] (NULL if out[i] does not reach the
+     * loss); in_grad[i] = dL/d in[i] buffer to ACCUMULATE into (+=), NULL
+     * when that gradient is not needed (e.g. constant inputs). */
+    const nnq_tensor *const *out_grad;
+    nnq_tensor *const *in_grad;
 } nnq_op_args;
 
 typedef nnq_status (*nnq_op_infer_fn)(const nnq_op_args *a);
 typedef size_t (*nnq_op_scratch_fn)(const nnq_op_args *a);
 typedef nnq_status (*nnq_op_forward_fn)(const nnq_op_args *a);
+typedef size_t (*nnq_op_saved_fn)(const nnq_op_args *a);
+typedef nnq_status (*nnq_op_backward_fn)(const nnq_op_args *a);
 
 typedef struct nnq_op_def {
     const char *op_type;
@@ -39,6 +53,10 @@ typedef struct nnq_op_def {
     nnq_op_infer_fn infer;
     nnq_op_scratch_fn scratch_size; /* NULL: no scratch */
     nnq_op_forward_fn forward;
+    /* Training: bytes a training forward keeps for backward (NULL: none),
+     * and the backward pass (NULL: op not differentiable in nnq). */
+    nnq_op_saved_fn saved_size;
+    nnq_op_backward_fn backward;
 } nnq_op_def;
 
 /* Lookup by op type in the default domain; NULL if unsupported. */

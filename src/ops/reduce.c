@@ -151,5 +151,10 @@ static nnq_status reduce_mean_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_ReduceMean = {"ReduceMean", 1, 2, 1, 1, reduce_mean_infer, NULL,
-                                      reduce_mean_forward};
+const nnq_op_def nnq_op_ReduceMean = {
+    .op_type = "ReduceMean",
+    .min_inputs = 1, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = reduce_mean_infer,
+    .forward = reduce_mean_forward,
+};

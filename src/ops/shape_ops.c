@@ -98,7 +98,13 @@ static nnq_status flatten_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], x->dtype, 2, dims);
 }
 
-const nnq_op_def nnq_op_Flatten = {"Flatten", 1, 1, 1, 1, flatten_infer, NULL, copy_forward};
+const nnq_op_def nnq_op_Flatten = {
+    .op_type = "Flatten",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = flatten_infer,
+    .forward = copy_forward,
+};
 
 /* ---- Reshape: 0 copies the input dim (unless allowzero), -1 is inferred ---- */
 
@@ -150,7 +156,13 @@ static nnq_status reshape_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], x->dtype, n, dims);
 }
 
-const nnq_op_def nnq_op_Reshape = {"Reshape", 2, 2, 1, 1, reshape_infer, NULL, copy_forward};
+const nnq_op_def nnq_op_Reshape = {
+    .op_type = "Reshape",
+    .min_inputs = 2, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = reshape_infer,
+    .forward = copy_forward,
+};
 
 /* ---- Squeeze / Unsqueeze: axes attribute (opset < 13) or input ---- */
 
@@ -192,14 +204,30 @@ static nnq_status unsqueeze_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], x->dtype, r, dims);
 }
 
-const nnq_op_def nnq_op_Squeeze = {"Squeeze", 1, 2, 1, 1, squeeze_infer, NULL, copy_forward};
-const nnq_op_def nnq_op_Unsqueeze = {"Unsqueeze", 1, 2, 1, 1, unsqueeze_infer, NULL,
-                                     copy_forward};
+const nnq_op_def nnq_op_Squeeze = {
+    .op_type = "Squeeze",
+    .min_inputs = 1, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = squeeze_infer,
+    .forward = copy_forward,
+};
+const nnq_op_def nnq_op_Unsqueeze = {
+    .op_type = "Unsqueeze",
+    .min_inputs = 1, .max_inputs = 2,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = unsqueeze_infer,
+    .forward = copy_forward,
+};
 
 /* ---- Identity, Dropout ---- */
 
-const nnq_op_def nnq_op_Identity = {"Identity", 1, 1, 1, 1, same_shape_infer, NULL,
-                                    copy_forward};
+const nnq_op_def nnq_op_Identity = {
+    .op_type = "Identity",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = same_shape_infer,
+    .forward = copy_forward,
+};
 
 /* The mask is bool from opset 10, the input's type before. */
 static nnq_dtype dropout_mask_dtype(const nnq_op_args *a) {
@@ -246,7 +274,13 @@ static nnq_status dropout_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_Dropout = {"Dropout", 1, 3, 1, 2, dropout_infer, NULL, dropout_forward};
+const nnq_op_def nnq_op_Dropout = {
+    .op_type = "Dropout",
+    .min_inputs = 1, .max_inputs = 3,
+    .min_outputs = 1, .max_outputs = 2,
+    .infer = dropout_infer,
+    .forward = dropout_forward,
+};
 
 /* ---- Constant: value (tensor), value_float(s), value_int(s) ---- */
 
@@ -305,5 +339,10 @@ static nnq_status constant_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_Constant = {"Constant", 0, 0, 1, 1, constant_infer, NULL,
-                                    constant_forward};
+const nnq_op_def nnq_op_Constant = {
+    .op_type = "Constant",
+    .min_inputs = 0, .max_inputs = 0,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = constant_infer,
+    .forward = constant_forward,
+};

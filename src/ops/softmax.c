@@ -99,4 +99,10 @@ static nnq_status softmax_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_Softmax = {"Softmax", 1, 1, 1, 1, softmax_infer, NULL, softmax_forward};
+const nnq_op_def nnq_op_Softmax = {
+    .op_type = "Softmax",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = softmax_infer,
+    .forward = softmax_forward,
+};

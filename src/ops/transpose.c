@@ -159,5 +159,10 @@ static nnq_status transpose_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_Transpose = {"Transpose", 1, 1, 1, 1, transpose_infer, NULL,
-                                     transpose_forward};
+const nnq_op_def nnq_op_Transpose = {
+    .op_type = "Transpose",
+    .min_inputs = 1, .max_inputs = 1,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = transpose_infer,
+    .forward = transpose_forward,
+};
