@@ -81,4 +81,10 @@ static nnq_status concat_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-const nnq_op_def nnq_op_Concat = {"Concat", 1, INT_MAX, 1, 1, concat_infer, NULL, concat_forward};
+const nnq_op_def nnq_op_Concat = {
+    .op_type = "Concat",
+    .min_inputs = 1, .max_inputs = INT_MAX,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = concat_infer,
+    .forward = concat_forward,
+};

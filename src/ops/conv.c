@@ -270,7 +270,7 @@ static inline void depthwise_row(const nnq_window *w, const float *x, const floa
 /* One output plane of a depthwise conv (2-D; 1-D has H = 1). Columns
  * [ilo, ihi) read inside the input for every kernel column: they run in
  * unchecked register blocks; the few others tap by tap. */
-
+__attribute__((target_clones("avx2", "default")))
 static void depthwise_plane(const nnq_window *w, const float *x, const float *k, float bias,
                             int64_t ilo, int64_t ihi, float *y) {
     const int64_t OH = w->out[1], OW = w->out[2], sw = w->stride[2], KW = w->kernel[2];
