@@ -261,6 +261,9 @@ static void test_conv(void) {
         {2, 1, 4, 8, 4, {9, 11}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
         {2, 2, 4, 8, 4, {12, 9}, {3, 5}, {1, 3}, {2, 1}, {2, 0, 1, 2}, NULL, false, true},
         {2, 1, 6, 6, 6, {8, 8}, {5, 5}, {2, 2}, {1, 1}, {0}, "SAME_UPPER", true, true},
+        /* wide rows: stride-2 register blocks up to the last input column */
+        {2, 2, 3, 3, 3, {5, 40}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 1, 2, 2, 2, {4, 41}, {3, 3}, {1, 2}, {1, 1}, {0}, NULL, false, true},
         {2, 1, 6, 6, 6, {7, 8}, {4, 4}, {1, 1}, {1, 1}, {0}, "SAME_LOWER", true, true},
         /* dilation 2, auto_pad */
         {2, 2, 3, 4, 1, {11, 9}, {3, 3}, {1, 1}, {2, 2}, {2, 2, 2, 2}, NULL, true, true},
@@ -284,9 +287,11 @@ static void test_conv(void) {
         {3, 2, 2, 3, 1, {6, 5, 4}, {3, 2, 3}, {1, 2, 1}, {1, 1, 1}, {1, 0, 1, 1, 1, 0}, NULL, true, true},
         {3, 1, 4, 4, 4, {5, 6, 7}, {3, 3, 3}, {2, 1, 2}, {1, 2, 1}, {1, 2, 1, 1, 2, 1}, NULL, true, true},
         {3, 2, 4, 6, 2, {4, 5, 6}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, {0}, "SAME_UPPER", true, true},
+        {3, 1, 4, 8, 1, {7, 10, 9}, {3, 3, 3}, {1, 2, 1}, {1, 1, 1}, {1, 1, 1, 1, 1, 1}, NULL, true, true},
     };
+    /* 3 threads: output lines split unevenly across threads */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int t = 1; t <= 2; t++) run_conv_case(&cases[i], t);
+        for (int t = 1; t <= 3; t++) run_conv_case(&cases[i], t);
 }
 
 static void test_conv_errors(void) {

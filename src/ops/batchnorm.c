@@ -68,6 +68,7 @@ static nnq_status bn_forward(const nnq_op_args *a) {
         float add = shift[ch] - mean[ch] * mul;
         const float *xp = xs + p * size;
         float *yp = y + p * size;
+        #pragma omp simd
         for (int64_t i = 0; i < size; i++) yp[i] = xp[i] * mul + add;
     }
     return NNQ_OK;

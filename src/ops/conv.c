@@ -1,10 +1,11 @@
 /* Conv over 1-3 spatial dims: X (N, C, D1..Dk), W (M, C/group, K1..Kk),
  * optional B (M) -> Y (N, M, O1..Ok).
  *
- * Fast paths: depthwise (one input channel per group, 1-D/2-D) runs a
- * direct kernel; everything else is im2col + one SGEMM per (image, group),
- * with 1x1/stride-1/unpadded kernels reading X directly as the column
- * matrix. tests/test_ops_dense.c holds the plain-loop reference. */
+ * Depthwise convs (one input channel per group, 1-D/2-D) run a direct
+ * kernel (AVX2 clone where the CPU has it); everything else is im2col +
+ * SGEMM per (image, group, chunk of output lines), with 1x1 / stride-1 /
+ * unpadded kernels reading X directly as the column matrix.
+ * tests/test_ops_dense.c holds the plain-loop reference. */
 #include <omp.h>
 #include <string.h>
 
@@ -17,6 +18,12 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MIN_WORK 65536
 
+/* The GEMM path splits the work into items: (image, group, chunk of
+ * output lines), a line being one row of OW outputs. Each item builds its
+ * own slice of the column matrix in its thread's scratch buffer and runs a
+ * single-threaded SGEMM, so one parallel region covers a whole Conv and
+ * OpenBLAS never starts threads of its own inside it. Batches split by
+ * image and group; a single image splits by lines. */
 typedef struct conv_plan {
     nnq_window w;             /* 3-D form: leading unit dims added */
     int64_t n, c, m, group;
@@ -24,11 +31,14 @@ typedef struct conv_plan {
     int64_t rows;             /* GEMM depth: cg * taps per channel */
     int64_t in_size;          /* input elements per channel */
     int64_t out_size;         /* output elements per channel */
+    int64_t lines;            /* OD * OH */
+    int64_t chunks;           /* line chunks per (image, group) */
+    int64_t chunk_lines;      /* lines per chunk (the last may have fewer) */
+    int64_t items;            /* n * group * chunks */
     bool depthwise;           /* direct kernel */
     bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
-    bool batch_parallel;      /* one (image, group) per thread, 1-thread SGEMMs */
     int threads;
-    size_t col_floats;        /* one im2col buffer */
+    size_t col_floats;        /* one thread's im2col buffer */
 } conv_plan;
 
 static nnq_status check_inputs(const nnq_op_args *a) {
@@ -110,8 +120,15 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     for (int d = 0; d < 3; d++)
         p->direct = p->direct && w->kernel[d] == 1 && w->stride[d] == 1 && w->pad_begin[d] == 0 &&
                     w->pad_end[d] == 0;
-    p->batch_parallel = p->threads > 1 && p->n * p->group >= p->threads;
-    p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->out_size);
+    p->lines = w->out[0] * w->out[1];
+    int64_t tasks = p->n * p->group;
+    p->chunks = 1;
+    if (tasks > 0 && tasks < p->threads) p->chunks = (p->threads + tasks - 1) / tasks;
+    if (p->chunks > p->lines) p->chunks = p->lines > 0 ? p->lines : 1;
+    p->chunk_lines = (p->lines + p->chunks - 1) / p->chunks;
+    p->items = tasks * p->chunks;
+    if (p->items < p->threads) p->threads = p->items > 0 ? (int)p->items : 1;
+    p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->chunk_lines * w->out[2]);
 
     int64_t check[4] = {p->mg, p->out_size, p->rows, p->in_size};
     if (!nnq_blas_dims_fit(4, check))
@@ -122,15 +139,16 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
 static size_t conv_scratch(const nnq_op_args *a) {
     conv_plan p;
     if (conv_make_plan(a, &p) != NNQ_OK) return 0; /* forward reports the error */
-    return p.col_floats * sizeof(float) * (size_t)(p.batch_parallel ? p.threads : 1);
+    return p.col_floats * sizeof(float) * (size_t)p.threads;
 }
 
-/* One row of the column matrix: tap (kd, kh, kw) of channel c, over every
- * output position. Row r is ((c*KD + kd)*KH + kh)*KW + kw. */
-static void im2col_row(const float *x, const nnq_window *w, int64_t r, float *dst) {
+/* Row r of the column matrix for output lines [l0, l1): tap (kd, kh, kw)
+ * of channel c at every output position, r = ((c*KD + kd)*KH + kh)*KW + kw. */
+static void im2col_row(const float *x, const nnq_window *w, int64_t r, int64_t l0, int64_t l1,
+                       float *dst) {
     const int64_t KD = w->kernel[0], KH = w->kernel[1], KW = w->kernel[2];
     const int64_t H = w->in[1], W = w->in[2];
-    const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+    const int64_t OH = w->out[1], OW = w->out[2];
     int64_t kw = r % KW, t = r / KW;
     int64_t kh = t % KH;
     t /= KH;
@@ -143,62 +161,62 @@ static void im2col_row(const float *x, const nnq_window *w, int64_t r, float *ds
     const int64_t sw = w->stride[2];
     const int64_t wofs = kw * w->dilation[2] - w->pad_begin[2];
 
-    for (int64_t od = 0; od < OD; od++) {
-        float *plane = dst + od * OH * OW;
-        if (od < dlo || od >= dhi) {
-            memset(plane, 0, sizeof(float) * (size_t)(OH * OW));
-            continue;
-        }
-        int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
-        for (int64_t oh = 0; oh < OH; oh++) {
-            float *row = plane + oh * OW;
-            if (oh < hlo || oh >= hhi) {
-                memset(row, 0, sizeof(float) * (size_t)OW);
-                continue;
-            }
+    int64_t od = l0 / OH, oh = l0 % OH;
+    for (int64_t l = l0; l < l1; l++, dst += OW) {
+        if (od < dlo || od >= dhi || oh < hlo || oh >= hhi) {
+            memset(dst, 0, sizeof(float) * (size_t)OW);
+        } else {
+            int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
             int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
-            const float *xr = xc + (id * H + ih) * W + wofs;
-            for (int64_t o = 0; o < lo; o++) row[o] = 0;
+            const float *xr = xc + (id * H + ih) * W;
+            for (int64_t o = 0; o < lo; o++) dst[o] = 0;
             if (sw == 1) {
-                memcpy(row + lo, xr + lo, sizeof(float) * (size_t)(hi - lo));
+                if (hi > lo) memcpy(dst + lo, xr + lo + wofs, sizeof(float) * (size_t)(hi - lo));
             } else {
-                for (int64_t o = lo; o < hi; o++) row[o] = xr[o * sw];
+                for (int64_t o = lo; o < hi; o++) dst[o] = xr[o * sw + wofs];
             }
-            for (int64_t o = hi; o < OW; o++) row[o] = 0;
+            for (int64_t o = hi; o < OW; o++) dst[o] = 0;
+        }
+        if (++oh == OH) {
+            oh = 0;
+            od++;
         }
     }
 }
 
-static void add_bias(float *y, const float *bias, int64_t channels, int64_t size) {
+/* y[m * stride + i] += bias[m] for i < size. */
+static void add_bias(float *y, const float *bias, int64_t channels, int64_t size,
+                     int64_t stride) {
     for (int64_t m = 0; m < channels; m++) {
         float b = bias[m];
-        float *ym = y + m * size;
+        float *ym = y + m * stride;
         #pragma omp simd
         for (int64_t i = 0; i < size; i++) ym[i] += b;
     }
 }
 
-/* Y for image n, group g: W_g (mg x rows) * col (rows x out_size). */
-static void conv_task(const conv_plan *p, const float *x, const float *wt, const float *bias,
-                      float *y, int64_t n, int64_t g, float *col, int threads) {
+/* One work item: output lines [l0, l1) of image n, group g, as
+ * Y_g[:, lines] = W_g (mg x rows) * col (rows x line outputs). */
+static void conv_item(const conv_plan *p, const float *x, const float *wt, const float *bias,
+                      float *y, int64_t item, float *col) {
+    int64_t task = item / p->chunks, chunk = item % p->chunks;
+    int64_t n = task / p->group, g = task % p->group;
+    int64_t l0 = chunk * p->chunk_lines, l1 = l0 + p->chunk_lines;
+    if (l1 > p->lines) l1 = p->lines;
+    if (l0 >= l1) return;
+    const int64_t ow = p->w.out[2], off = l0 * ow, cols = (l1 - l0) * ow;
     const float *xg = x + (n * p->c + g * p->cg) * p->in_size;
-    float *yg = y + (n * p->m + g * p->mg) * p->out_size;
-    const float *b = xg;
+    float *yg = y + (n * p->m + g * p->mg) * p->out_size + off;
+    const float *b = xg + off; /* direct: in_size == out_size */
+    int64_t ldb = p->in_size;
     if (!p->direct) {
-        if (threads > 1) {
-            #pragma omp parallel for num_threads(threads) schedule(static)
-            for (int64_t r = 0; r < p->rows; r++)
-                im2col_row(xg, &p->w, r, col + r * p->out_size);
-        } else {
-            for (int64_t r = 0; r < p->rows; r++)
-                im2col_row(xg, &p->w, r, col + r * p->out_size);
-        }
+        for (int64_t r = 0; r < p->rows; r++) im2col_row(xg, &p->w, r, l0, l1, col + r * cols);
         b = col;
+        ldb = cols;
     }
-    nnq_sgemm(false, false, (int)p->mg, (int)p->out_size, (int)p->rows, 1.0f,
-              wt + g * p->mg * p->rows, (int)p->rows, b, (int)p->out_size, 0.0f, yg,
-              (int)p->out_size, threads);
-    if (bias) add_bias(yg, bias + g * p->mg, p->mg, p->out_size);
+    nnq_sgemm(false, false, (int)p->mg, (int)cols, (int)p->rows, 1.0f, wt + g * p->mg * p->rows,
+              (int)p->rows, b, (int)ldb, 0.0f, yg, (int)p->out_size, 1);
+    if (bias) add_bias(yg, bias + g * p->mg, p->mg, cols, p->out_size);
 }
 
 /* Output column o of a depthwise row, checking each tap's range. */
@@ -210,8 +228,9 @@ static float depthwise_column(const nnq_window *w, const float *x, const float *
     int64_t iw0 = o * w->stride[2] - w->pad_begin[2];
     float acc = bias;
     for (int64_t kh = khlo; kh < khhi; kh++) {
-        const float *xr = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W + iw0;
-        for (int64_t kw = kwlo; kw < kwhi; kw++) acc += k[kh * KW + kw] * xr[kw * w->dilation[2]];
+        const float *xr = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W;
+        for (int64_t kw = kwlo; kw < kwhi; kw++)
+            acc += k[kh * KW + kw] * xr[iw0 + kw * w->dilation[2]];
     }
     return acc;
 }
@@ -221,17 +240,18 @@ static float depthwise_column(const nnq_window *w, const float *x, const float *
 typedef float v8sf __attribute__((vector_size(8 * sizeof(float))));
 
 /* acc += kv * (eight inputs read with stride SW); strides 1 and 2 become
- * plain loads. (Vectors travel by pointer: passing them by value would
- * depend on the ISA's calling convention.) */
+ * plain loads, which never read past the last input used (p[7 * SW]).
+ * (Vectors travel by pointer: passing them by value would depend on the
+ * ISA's calling convention.) */
 static inline void fma_strided(v8sf *acc, float kv, const float *p, int64_t SW) {
     v8sf v;
     if (SW == 1) {
         memcpy(&v, p, sizeof v);
     } else if (SW == 2) {
-        v8sf a, b;
+        v8sf a, b; /* p[0..7] and p[7..14]: evens from a, then odds of b */
         memcpy(&a, p, sizeof a);
-        memcpy(&b, p + 8, sizeof b);
-        v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+        memcpy(&b, p + 7, sizeof b);
+        v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
     } else {
         for (int j = 0; j < 8; j++) v[j] = p[j * SW];
     }
@@ -326,23 +346,19 @@ static nnq_status conv_forward(const nnq_op_args *a) {
     /* The executor sized scratch with the same plan; fewer buffers than
      * threads (a smaller scratch) only lowers the parallelism. */
     size_t col_bytes = p.col_floats * sizeof(float);
-    int64_t buffers = col_bytes ? (int64_t)(a->scratch_bytes / col_bytes) : p.threads;
-    if (col_bytes && buffers < 1)
-        return nnq_op_fail(a, NNQ_ERR_INVALID, "scratch of %zu bytes, need %zu",
-                           a->scratch_bytes, col_bytes);
-    int64_t tasks = p.n * p.group;
-    if (p.batch_parallel) {
-        int nt = (int)(buffers < p.threads ? buffers : p.threads);
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
-            int tid = omp_get_thread_num();
-            float *col = col_bytes ? (float *)a->scratch + (size_t)tid * p.col_floats : NULL;
-            conv_task(&p, x, wt, bias, y, t / p.group, t % p.group, col, 1);
-        }
-    } else {
-        for (int64_t t = 0; t < tasks; t++)
-            conv_task(&p, x, wt, bias, y, t / p.group, t % p.group, (float *)a->scratch,
-                      p.threads);
+    int nt = p.threads;
+    if (col_bytes) {
+        size_t buffers = a->scratch ? a->scratch_bytes / col_bytes : 0;
+        if (buffers < 1)
+            return nnq_op_fail(a, NNQ_ERR_INVALID, "scratch of %zu bytes, need %zu",
+                               a->scratch_bytes, col_bytes);
+        if (buffers < (size_t)nt) nt = (int)buffers;
+    }
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t item = 0; item < p.items; item++) {
+        float *col = col_bytes ? (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats
+                               : NULL;
+        conv_item(&p, x, wt, bias, y, item, col);
     }
     return NNQ_OK;
 }

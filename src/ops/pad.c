@@ -2,6 +2,7 @@
  * only moves elements). Pads come from the `pads` input (opset 11+, with
  * optional constant_value and, from opset 18, axes) or from the attributes
  * of older opsets. Negative pads crop. */
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -185,6 +186,56 @@ static void constant_bytes(const nnq_op_args *a, size_t es, char *out) {
     }
 }
 
+/* What every row of the output needs; a row is one line along the last axis. */
+typedef struct pad_rows_ctx {
+    const pad_spec *ps;
+    const nnq_tensor *x, *y;
+    size_t es;
+    const char *cval;
+    int64_t in_stride[NNQ_MAX_RANK]; /* elements per step along each input axis */
+    int64_t jlo, jhi;                /* output columns copied straight from the input */
+} pad_rows_ctx;
+
+/* Output rows [r0, r1), walking the outer index like an odometer. */
+static void pad_rows(const pad_rows_ctx *c, int64_t r0, int64_t r1) {
+    const int r = c->x->rank;
+    const int64_t ol = c->y->dims[r - 1], il = c->x->dims[r - 1], b = c->ps->begin[r - 1];
+    const size_t es = c->es;
+    int64_t idx[NNQ_MAX_RANK];
+    int64_t q = r0;
+    for (int i = r - 2; i >= 0; i--) {
+        idx[i] = q % c->y->dims[i];
+        q /= c->y->dims[i];
+    }
+    for (int64_t row = r0; row < r1; row++) {
+        char *dst = (char *)c->y->data + (size_t)(row * ol) * es;
+        int64_t src_off = 0;
+        bool constant_row = false;
+        for (int i = 0; i < r - 1; i++) {
+            int64_t s = map_index(idx[i] - c->ps->begin[i], c->x->dims[i], c->ps->mode);
+            if (s < 0) constant_row = true;
+            src_off += s * c->in_stride[i];
+        }
+        for (int i = r - 2; i >= 0 && ++idx[i] == c->y->dims[i]; i--) idx[i] = 0;
+        if (constant_row) {
+            for (int64_t j = 0; j < ol; j++) copy_elem(dst + (size_t)j * es, c->cval, es);
+            continue;
+        }
+        const char *src = (const char *)c->x->data + (size_t)src_off * es;
+        for (int64_t j = 0; j < c->jlo; j++) {
+            int64_t s = map_index(j - b, il, c->ps->mode);
+            copy_elem(dst + (size_t)j * es, s < 0 ? c->cval : src + (size_t)s * es, es);
+        }
+        if (c->jhi > c->jlo)
+            memcpy(dst + (size_t)c->jlo * es, src + (size_t)(c->jlo - b) * es,
+                   (size_t)(c->jhi - c->jlo) * es);
+        for (int64_t j = c->jhi; j < ol; j++) {
+            int64_t s = map_index(j - b, il, c->ps->mode);
+            copy_elem(dst + (size_t)j * es, s < 0 ? c->cval : src + (size_t)s * es, es);
+        }
+    }
+}
+
 static nnq_status pad_forward(const nnq_op_args *a) {
     const nnq_tensor *x = a->in[0];
     const nnq_tensor *y = a->out[0];
@@ -208,45 +259,19 @@ static nnq_status pad_forward(const nnq_op_args *a) {
     const int64_t ol = y->dims[r - 1], il = x->dims[r - 1], b = ps.begin[r - 1];
     if (out_numel <= 0 || ol == 0) return NNQ_OK;
 
-    int64_t in_stride[NNQ_MAX_RANK]; /* elements per step along each input axis */
-    in_stride[r - 1] = 1;
-    for (int i = r - 2; i >= 0; i--) in_stride[i] = in_stride[i + 1] * x->dims[i + 1];
-    /* Output columns [jlo, jhi) read input columns jlo - b .. jhi - b directly. */
-    int64_t jlo = b > 0 ? (b < ol ? b : ol) : 0, jhi = b + il < ol ? b + il : ol;
-    if (jhi < jlo) jhi = jlo;
+    pad_rows_ctx c = {.ps = &ps, .x = x, .y = y, .es = es, .cval = cval};
+    c.in_stride[r - 1] = 1;
+    for (int i = r - 2; i >= 0; i--) c.in_stride[i] = c.in_stride[i + 1] * x->dims[i + 1];
+    c.jlo = b > 0 ? (b < ol ? b : ol) : 0;
+    c.jhi = b + il < ol ? b + il : ol;
+    if (c.jhi < c.jlo) c.jhi = c.jlo;
     const int64_t rows = out_numel / ol;
-    const char *xs = x->data;
-    char *ys = y->data;
     int threads = a->threads > 1 && (size_t)out_numel * es >= PARALLEL_MIN_BYTES ? a->threads : 1;
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t row = 0; row < rows; row++) {
-        char *dst = ys + (size_t)(row * ol) * es;
-        int64_t q = row, src_off = 0;
-        bool constant_row = false;
-        for (int i = r - 2; i >= 0; i--) {
-            int64_t o = q % y->dims[i];
-            q /= y->dims[i];
-            int64_t s = map_index(o - ps.begin[i], x->dims[i], ps.mode);
-            if (s < 0) constant_row = true;
-            else src_off += s * in_stride[i];
-        }
-        if (constant_row) {
-            for (int64_t j = 0; j < ol; j++) copy_elem(dst + (size_t)j * es, cval, es);
-            continue;
-        }
-        const char *src = xs + (size_t)src_off * es;
-        for (int64_t j = 0; j < jlo; j++) {
-            int64_t s = map_index(j - b, il, ps.mode);
-            copy_elem(dst + (size_t)j * es, s < 0 ? cval : src + (size_t)s * es, es);
-        }
-        if (jhi > jlo)
-            memcpy(dst + (size_t)jlo * es, src + (size_t)(jlo - b) * es,
-                   (size_t)(jhi - jlo) * es);
-        for (int64_t j = jhi; j < ol; j++) {
-            int64_t s = map_index(j - b, il, ps.mode);
-            copy_elem(dst + (size_t)j * es, s < 0 ? cval : src + (size_t)s * es, es);
-        }
+    #pragma omp parallel num_threads(threads)
+    {
+        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        pad_rows(&c, rows * t / nt, rows * (t + 1) / nt);
     }
     return NNQ_OK;
 }

@@ -47,54 +47,201 @@ static nnq_status maxpool_infer(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-/* One plane; idx (optional) receives the flat index of each maximum within
- * the plane (row-major, or column-major over the spatial dims), ties going
- * to the first tap in row-major order. */
-#define DEFINE_MAXPOOL_PLANE(NAME, T, LOWEST)                                               \
-    static void NAME(const nnq_window *w, const T *x, T *y, int64_t *idx, bool col_major) { \
-        const int64_t D = w->in[0], H = w->in[1], W = w->in[2];                             \
-        int64_t o = 0;                                                                      \
-        for (int64_t od = 0; od < w->out[0]; od++) {                                        \
-            int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];                     \
-            nnq_window_taps(w, 0, od, &dlo, &dhi);                                          \
-            for (int64_t oh = 0; oh < w->out[1]; oh++) {                                    \
-                int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];                 \
-                nnq_window_taps(w, 1, oh, &hlo, &hhi);                                      \
-                for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {                           \
-                    int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];             \
-                    nnq_window_taps(w, 2, ow, &wlo, &whi);                                  \
-                    T best = LOWEST;                                                        \
-                    int64_t at = -1;                                                        \
-                    for (int64_t kd = dlo; kd < dhi; kd++) {                                \
-                        int64_t id = d0 + kd * w->dilation[0];                              \
-                        for (int64_t kh = hlo; kh < hhi; kh++) {                            \
-                            int64_t ih = h0 + kh * w->dilation[1];                          \
-                            const T *row = x + (id * H + ih) * W + w0;                      \
-                            for (int64_t kw = wlo; kw < whi; kw++) {                        \
-                                T v = row[kw * w->dilation[2]];                             \
-                                if (v > best || at < 0) {                                   \
-                                    best = v;                                               \
-                                    at = (id * H + ih) * W + w0 + kw * w->dilation[2];      \
-                                }                                                           \
-                            }                                                               \
-                        }                                                                   \
-                    }                                                                       \
-                    y[o] = best;                                                            \
-                    if (idx) {                                                              \
-                        if (col_major && at >= 0) {                                         \
-                            int64_t iw = at % W, ih = at / W % H, id = at / (W * H);        \
-                            at = id + D * (ih + H * iw);                                    \
-                        }                                                                   \
-                        idx[o] = at;                                                        \
-                    }                                                                       \
-                }                                                                           \
-            }                                                                               \
-        }                                                                                   \
+/* One plane, as NAME (values only, branch-free max) and NAME##_idx (also
+ * the flat index of each maximum within the plane, row-major or, with
+ * col_major, column-major over the spatial dims; ties go to the first tap
+ * in row-major order). */
+#define DEFINE_MAXPOOL_PLANE(NAME, T, LOWEST)                                                  \
+    static void NAME(const nnq_window *w, const T *x, T *y) {                                  \
+        const int64_t H = w->in[1], W = w->in[2], dw = w->dilation[2];                         \
+        int64_t o = 0;                                                                         \
+        for (int64_t od = 0; od < w->out[0]; od++) {                                           \
+            int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];                        \
+            nnq_window_taps(w, 0, od, &dlo, &dhi);                                             \
+            for (int64_t oh = 0; oh < w->out[1]; oh++) {                                       \
+                int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];                    \
+                nnq_window_taps(w, 1, oh, &hlo, &hhi);                                         \
+                for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {                              \
+                    int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];                \
+                    nnq_window_taps(w, 2, ow, &wlo, &whi);                                     \
+                    T best = LOWEST;                                                           \
+                    for (int64_t kd = dlo; kd < dhi; kd++) {                                   \
+                        int64_t id = d0 + kd * w->dilation[0];                                 \
+                        for (int64_t kh = hlo; kh < hhi; kh++) {                               \
+                            const T *row = x + (id * H + h0 + kh * w->dilation[1]) * W;        \
+                            for (int64_t kw = wlo; kw < whi; kw++) {                           \
+                                T v = row[w0 + kw * dw];                                       \
+                                best = v > best ? v : best;                                    \
+                            }                                                                  \
+                        }                                                                      \
+                    }                                                                          \
+                    y[o] = best;                                                               \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void NAME##_idx(const nnq_window *w, const T *x, T *y, int64_t *idx,               \
+                           bool col_major) {                                                   \
+        const int64_t D = w->in[0], H = w->in[1], W = w->in[2];                                \
+        int64_t o = 0;                                                                         \
+        for (int64_t od = 0; od < w->out[0]; od++) {                                           \
+            int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];                        \
+            nnq_window_taps(w, 0, od, &dlo, &dhi);                                             \
+            for (int64_t oh = 0; oh < w->out[1]; oh++) {                                       \
+                int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];                    \
+                nnq_window_taps(w, 1, oh, &hlo, &hhi);                                         \
+                for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {                              \
+                    int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];                \
+                    nnq_window_taps(w, 2, ow, &wlo, &whi);                                     \
+                    T best = LOWEST;                                                           \
+                    int64_t bd = -1, bh = 0, bw = 0;                                           \
+                    for (int64_t kd = dlo; kd < dhi; kd++) {                                   \
+                        int64_t id = d0 + kd * w->dilation[0];                                 \
+                        for (int64_t kh = hlo; kh < hhi; kh++) {                               \
+                            int64_t ih = h0 + kh * w->dilation[1];                             \
+                            const T *row = x + (id * H + ih) * W;                              \
+                            for (int64_t kw = wlo; kw < whi; kw++) {                           \
+                                int64_t iw = w0 + kw * w->dilation[2];                         \
+                                if (row[iw] > best || bd < 0) {                                \
+                                    best = row[iw];                                            \
+                                    bd = id;                                                   \
+                                    bh = ih;                                                   \
+                                    bw = iw;                                                   \
+                                }                                                              \
+                            }                                                                  \
+                        }                                                                      \
+                    }                                                                          \
+                    y[o] = best;                                                               \
+                    if (bd < 0) idx[o] = -1;                                                   \
+                    else if (col_major) idx[o] = bd + D * (bh + H * bw);                       \
+                    else idx[o] = (bd * H + bh) * W + bw;                                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
     }
 
 DEFINE_MAXPOOL_PLANE(maxpool_plane_f32, float, -INFINITY)
 DEFINE_MAXPOOL_PLANE(maxpool_plane_u8, uint8_t, 0)
 DEFINE_MAXPOOL_PLANE(maxpool_plane_i8, int8_t, INT8_MIN)
+
+/* Taps of the window at `o` along dim d that land in the padded input
+ * [-pad_begin, in + pad_end): the divisor with count_include_pad. */
+static int64_t padded_taps(const nnq_window *w, int d, int64_t o) {
+    int64_t start = o * w->stride[d];  /* relative to -pad_begin */
+    int64_t limit = w->in[d] + w->pad_begin[d] + w->pad_end[d];
+    int64_t n = nnq_ceil_div(limit - start, w->dilation[d]);
+    return n < 0 ? 0 : n < w->kernel[d] ? n : w->kernel[d];
+}
+
+/* Fast float path for 2-D and 1-D windows (unit depth in the 3-D form):
+ * each output row accumulates tap by tap across its interior columns
+ * (those whose whole window lies inside the input), in vectorised passes;
+ * the few columns whose window crosses the side padding go one by one. */
+static void interior_columns(const nnq_window *w, int64_t *ilo, int64_t *ihi) {
+    int64_t unused;
+    nnq_window_out_range(w, 2, 0, ilo, &unused);                 /* leftmost tap */
+    nnq_window_out_range(w, 2, w->kernel[2] - 1, &unused, ihi);  /* rightmost tap */
+    if (*ihi < *ilo) *ihi = *ilo;
+}
+
+/* acc[o] = max(acc[o], row[o * sw + off]) for o in [lo, hi). */
+static inline void max_pass(float *acc, const float *row, int64_t off, int64_t lo, int64_t hi,
+                            int64_t sw) {
+    if (sw == 1) {
+        #pragma omp simd
+        for (int64_t o = lo; o < hi; o++) acc[o] = row[o + off] > acc[o] ? row[o + off] : acc[o];
+    } else if (sw == 2) {
+        #pragma omp simd
+        for (int64_t o = lo; o < hi; o++)
+            acc[o] = row[2 * o + off] > acc[o] ? row[2 * o + off] : acc[o];
+    } else {
+        for (int64_t o = lo; o < hi; o++)
+            acc[o] = row[o * sw + off] > acc[o] ? row[o * sw + off] : acc[o];
+    }
+}
+
+/* acc[o] += row[o * sw + off] for o in [lo, hi). */
+static inline void sum_pass(float *acc, const float *row, int64_t off, int64_t lo, int64_t hi,
+                            int64_t sw) {
+    if (sw == 1) {
+        #pragma omp simd
+        for (int64_t o = lo; o < hi; o++) acc[o] += row[o + off];
+    } else if (sw == 2) {
+        #pragma omp simd
+        for (int64_t o = lo; o < hi; o++) acc[o] += row[2 * o + off];
+    } else {
+        for (int64_t o = lo; o < hi; o++) acc[o] += row[o * sw + off];
+    }
+}
+
+/* Max or sum over the in-input taps of one output column; *count gets
+ * how many taps that was. */
+static float column_taps(const nnq_window *w, const float *x, int64_t oh, int64_t hlo,
+                         int64_t hhi, int64_t ow, bool max, int64_t *count) {
+    int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];
+    nnq_window_taps(w, 2, ow, &wlo, &whi);
+    float acc = max ? -INFINITY : 0.0f;
+    for (int64_t kh = hlo; kh < hhi; kh++) {
+        const float *row = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * w->in[2];
+        for (int64_t kw = wlo; kw < whi; kw++) {
+            float v = row[w0 + kw * w->dilation[2]];
+            acc = max ? (v > acc ? v : acc) : acc + v;
+        }
+    }
+    *count = (hhi - hlo) * (whi - wlo);
+    return acc;
+}
+
+static void maxpool_plane_2d(const nnq_window *w, const float *x, float *y) {
+    const int64_t OW = w->out[2], W = w->in[2];
+    int64_t ilo, ihi, count;
+    interior_columns(w, &ilo, &ihi);
+    for (int64_t oh = 0; oh < w->out[1]; oh++) {
+        float *yr = y + oh * OW;
+        int64_t hlo, hhi;
+        nnq_window_taps(w, 1, oh, &hlo, &hhi);
+        for (int64_t o = 0; o < ilo; o++) yr[o] = column_taps(w, x, oh, hlo, hhi, o, true, &count);
+        for (int64_t o = ihi; o < OW; o++) yr[o] = column_taps(w, x, oh, hlo, hhi, o, true, &count);
+        for (int64_t o = ilo; o < ihi; o++) yr[o] = -INFINITY;
+        for (int64_t kh = hlo; kh < hhi; kh++) {
+            const float *row = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W;
+            for (int64_t kw = 0; kw < w->kernel[2]; kw++)
+                max_pass(yr, row, kw * w->dilation[2] - w->pad_begin[2], ilo, ihi, w->stride[2]);
+        }
+    }
+}
+
+/* Average of one edge column; hn: the row count of its divisor. */
+static float avg_column(const nnq_window *w, const float *x, int64_t oh, int64_t hlo,
+                        int64_t hhi, int64_t hn, int64_t ow, bool include_pad) {
+    int64_t count;
+    float sum = column_taps(w, x, oh, hlo, hhi, ow, false, &count);
+    if (include_pad) count = hn * padded_taps(w, 2, ow);
+    return count > 0 ? sum / (float)count : 0.0f;
+}
+
+static void avgpool_plane_2d(const nnq_window *w, const float *x, float *y, bool include_pad) {
+    const int64_t OW = w->out[2], W = w->in[2];
+    int64_t ilo, ihi;
+    interior_columns(w, &ilo, &ihi);
+    for (int64_t oh = 0; oh < w->out[1]; oh++) {
+        float *yr = y + oh * OW;
+        int64_t hlo, hhi;
+        nnq_window_taps(w, 1, oh, &hlo, &hhi);
+        int64_t hn = include_pad ? padded_taps(w, 1, oh) : hhi - hlo;
+        for (int64_t o = 0; o < ilo; o++) yr[o] = avg_column(w, x, oh, hlo, hhi, hn, o, include_pad);
+        for (int64_t o = ihi; o < OW; o++) yr[o] = avg_column(w, x, oh, hlo, hhi, hn, o, include_pad);
+        for (int64_t o = ilo; o < ihi; o++) yr[o] = 0.0f;
+        for (int64_t kh = hlo; kh < hhi; kh++) {
+            const float *row = x + (oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1]) * W;
+            for (int64_t kw = 0; kw < w->kernel[2]; kw++)
+                sum_pass(yr, row, kw * w->dilation[2] - w->pad_begin[2], ilo, ihi, w->stride[2]);
+        }
+        /* interior windows hold all kernel columns, in the input and the padding alike */
+        float n = (float)(hn * w->kernel[2]);
+        for (int64_t o = ilo; o < ihi; o++) yr[o] = n > 0 ? yr[o] / n : 0.0f;
+    }
+}
 
 static nnq_status maxpool_forward(const nnq_op_args *a) {
     nnq_window win, w;
@@ -116,14 +263,25 @@ static nnq_status maxpool_forward(const nnq_op_args *a) {
         const void *xp = xs + (size_t)(p * in_size) * es;
         void *yp = ys + (size_t)(p * out_size) * es;
         int64_t *ip = idx ? idx + p * out_size : NULL;
-        switch (x->dtype) {
-        case NNQ_DT_UINT8: maxpool_plane_u8(&w, xp, yp, ip, col_major); break;
-        case NNQ_DT_INT8: maxpool_plane_i8(&w, xp, yp, ip, col_major); break;
-        default: maxpool_plane_f32(&w, xp, yp, ip, col_major); break;
+        if (!ip) {
+            switch (x->dtype) {
+            case NNQ_DT_UINT8: maxpool_plane_u8(&w, xp, yp); break;
+            case NNQ_DT_INT8: maxpool_plane_i8(&w, xp, yp); break;
+            default:
+                if (win.rank <= 2) maxpool_plane_2d(&w, xp, yp);
+                else maxpool_plane_f32(&w, xp, yp);
+                break;
+            }
+            continue;
         }
-        if (ip) /* indices are flat over the whole tensor (N, C, spatial) */
-            for (int64_t o = 0; o < out_size; o++)
-                if (ip[o] >= 0) ip[o] += p * in_size;
+        switch (x->dtype) {
+        case NNQ_DT_UINT8: maxpool_plane_u8_idx(&w, xp, yp, ip, col_major); break;
+        case NNQ_DT_INT8: maxpool_plane_i8_idx(&w, xp, yp, ip, col_major); break;
+        default: maxpool_plane_f32_idx(&w, xp, yp, ip, col_major); break;
+        }
+        /* indices are flat over the whole tensor (N, C, spatial) */
+        for (int64_t o = 0; o < out_size; o++)
+            if (ip[o] >= 0) ip[o] += p * in_size;
     }
     return NNQ_OK;
 }
@@ -142,15 +300,6 @@ static nnq_status avgpool_infer(const nnq_op_args *a) {
     nnq_window w;
     NNQ_TRY(pool_check_dtype(a, false));
     return pool_infer_window(a, &w);
-}
-
-/* Taps of the window at `o` along dim d that land in the padded input
- * [-pad_begin, in + pad_end): the divisor with count_include_pad. */
-static int64_t padded_taps(const nnq_window *w, int d, int64_t o) {
-    int64_t start = o * w->stride[d];  /* relative to -pad_begin */
-    int64_t limit = w->in[d] + w->pad_begin[d] + w->pad_end[d];
-    int64_t n = nnq_ceil_div(limit - start, w->dilation[d]);
-    return n < 0 ? 0 : n < w->kernel[d] ? n : w->kernel[d];
 }
 
 static void avgpool_plane(const nnq_window *w, const float *x, float *y, bool include_pad) {
@@ -172,8 +321,8 @@ static void avgpool_plane(const nnq_window *w, const float *x, float *y, bool in
                 for (int64_t kd = dlo; kd < dhi; kd++) {
                     int64_t id = d0 + kd * w->dilation[0];
                     for (int64_t kh = hlo; kh < hhi; kh++) {
-                        const float *row = x + (id * H + h0 + kh * w->dilation[1]) * W + w0;
-                        for (int64_t kw = wlo; kw < whi; kw++) sum += row[kw * w->dilation[2]];
+                        const float *row = x + (id * H + h0 + kh * w->dilation[1]) * W;
+                        for (int64_t kw = wlo; kw < whi; kw++) sum += row[w0 + kw * w->dilation[2]];
                     }
                 }
                 int64_t count = dn * hn * wn;
@@ -192,13 +341,16 @@ static nnq_status avgpool_forward(const nnq_op_args *a) {
     int64_t planes = x->dims[0] * x->dims[1];
     int64_t in_size = w.in[0] * w.in[1] * w.in[2], out_size = w.out[0] * w.out[1] * w.out[2];
     bool include_pad = nnq_node_attr_int(a->node, "count_include_pad", 0) != 0;
+    bool two_d = win.rank <= 2; /* unit depth: the fast path */
     int threads = pool_threads(a, planes * out_size * w.kernel[0] * w.kernel[1] * w.kernel[2]);
     const float *xs = nnq_f32(x);
     float *ys = nnq_f32(a->out[0]);
 
     #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++)
-        avgpool_plane(&w, xs + p * in_size, ys + p * out_size, include_pad);
+    for (int64_t p = 0; p < planes; p++) {
+        if (two_d) avgpool_plane_2d(&w, xs + p * in_size, ys + p * out_size, include_pad);
+        else avgpool_plane(&w, xs + p * in_size, ys + p * out_size, include_pad);
+    }
     return NNQ_OK;
 }
 
@@ -244,6 +396,7 @@ static nnq_status gap_forward(const nnq_op_args *a) {
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = xs + p * size;
         float sum = 0;
+        #pragma omp simd reduction(+ : sum)
         for (int64_t i = 0; i < size; i++) sum += xp[i];
         y[p] = size > 0 ? sum / (float)size : 0.0f;
     }
