@@ -7,8 +7,12 @@
 set -eu
 
 NNQ=${1:?usage: scripts/demo.sh PATH/TO/nnq}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-FIX=$ROOT/tests/fixtures/models
+case $NNQ in
+    /*) ;;
+    */*) NNQ=$(pwd)/$NNQ ;; # relative to the caller: keep it valid after the cd below
+esac
+cd "$(dirname "$0")/.."     # repo root: model paths print short and relative
+FIX=tests/fixtures/models
 MODELS="mnv2s resnets"
 PY=/usr/bin/python3            # Debian's python3: only its stdlib json is used
 [ -x "$PY" ] || PY=python3
@@ -29,7 +33,7 @@ section() {
     printf '\n==== %s\n\n' "$*"
 }
 
-[ -x "$NNQ" ] || { echo "demo: $NNQ is not an executable (build first: make build)" >&2; exit 1; }
+command -v "$NNQ" >/dev/null || { echo "demo: no nnq at $NNQ (build first: make build)" >&2; exit 1; }
 for m in $MODELS; do
     [ -f "$FIX/$m.onnx" ] || { echo "demo: missing $FIX/$m.onnx" >&2; exit 1; }
 done

@@ -431,7 +431,9 @@ static nnq_status read_model(const Onnx__ModelProto *m, importer *im) {
     NNQ_TRY(read_inputs(im, gp));
     NNQ_TRY(read_nodes(im, gp));
     NNQ_TRY(read_outputs(im, gp));
-    return read_value_info(im, gp);
+    NNQ_TRY(read_value_info(im, gp));
+    /* After value_info: the upgrade reads declared ranks. */
+    return nnq_onnx_upgrade(g);
 }
 
 nnq_status nnq_onnx_load_bytes(const unsigned char *buf, size_t len, const char *what,

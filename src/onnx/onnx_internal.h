@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "ir/graph.h"
 
 /* raw_data is little-endian on the wire; nnq copies it straight into
  * memory, so a big-endian host would need byte swapping we do not have. */
@@ -30,5 +31,12 @@ nnq_status nnq_onnx_tensor_from_proto(const Onnx__TensorProto *p, nnq_tensor *ou
  * not outlive t and must not be freed with protobuf-c. */
 nnq_status nnq_onnx_tensor_to_proto(const nnq_tensor *t, const char *name,
                                     Onnx__TensorProto *p, const char *what);
+
+/* Rewrite a graph whose default-domain opset is below
+ * NNQ_ONNX_UPGRADE_OPSET into opset-11 form and set that opset (a no-op
+ * from opset 11 on). Legacy attributes that opset 11 cannot express fail
+ * with NNQ_ERR_UNSUPPORTED naming op, node and attribute; after a failure
+ * the graph is half rewritten and only fit to be freed. (onnx_upgrade.c) */
+nnq_status nnq_onnx_upgrade(nnq_graph *g);
 
 #endif

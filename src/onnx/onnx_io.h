@@ -1,8 +1,12 @@
 /* ONNX model I/O through protobuf-c (C code generated at build time from
  * Debian's /usr/include/onnx/onnx.proto).
  *
- * Import accepts default-domain opsets 11..17 (other domains are recorded
- * and their nodes kept; prepare rejects ops it does not know); initializers
+ * Import accepts default-domain opsets 1..17 (other domains are recorded
+ * and their nodes kept; prepare rejects ops it does not know). A model
+ * below opset 11 is upgraded right after import to opset-11 form
+ * (onnx_upgrade.c: old attributes become inputs or initializers, old
+ * broadcasting becomes numpy's) and its default opset set to 11, so ops
+ * and export only ever see opset 11 and later; initializers
  * stored as raw_data or typed fields; external data, string tensors and
  * GRAPH / SPARSE / TENSORS attributes are rejected with a clear error.
  * Every size read from the file is checked against core/limits.h and the
@@ -41,8 +45,10 @@
 #include "core/tensor.h"
 #include "ir/graph.h"
 
-#define NNQ_ONNX_MIN_OPSET 11
+#define NNQ_ONNX_MIN_OPSET 1
 #define NNQ_ONNX_MAX_OPSET 17
+/* Models below this opset are rewritten into its form on import. */
+#define NNQ_ONNX_UPGRADE_OPSET 11
 
 nnq_status nnq_onnx_load(const char *path, nnq_graph **out);
 /* `what` names the source in error messages (e.g. the file name). */

@@ -1,7 +1,16 @@
 /* Elementwise activations. Each is a row kernel plus an optional reader
  * of its attributes; one shared map runs the kernel over the tensor (split
  * across threads when large). PRelu broadcasts its slope through the
- * shared broadcast loop. */
+ * shared broadcast loop.
+ *
+ * Backward (float32) follows each forward: a row kernel dx += dy * f'(.)
+ * reading x or y (the trainer keeps both), run by a second shared map.
+ * At the kinks we take PyTorch's choices: Relu and LeakyRelu use the
+ * x > 0 branch only for x > 0 (so Relu'(0) = 0, LeakyRelu'(0) = alpha);
+ * PRelu likewise (dslope = 0 at x = 0); HardSigmoid passes gradient
+ * strictly inside (0 < alpha*x + beta < 1); HardSwish as
+ * torch.nn.Hardswish: 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above
+ * (so -1/2 at x = -3 and 3/2 at x = 3); Clip see below. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -60,6 +69,29 @@ static nnq_status unary_map(const nnq_op_args *a, act_kernel k, const act_params
     for (int t = 0; t < nt; t++) {
         int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
         k(src + (size_t)lo * es, dst + (size_t)lo * es, hi - lo, p);
+    }
+    return NNQ_OK;
+}
+
+/* dx[i] += dy[i] * f'(x[i]) for i < n, from x (input) and y (output). */
+typedef void (*act_grad_kernel)(const float *x, const float *y, const float *dy, float *dx,
+                                int64_t n, const act_params *p);
+
+/* Run k over the whole tensor: in_grad[0] += out_grad[0] * f'. */
+static nnq_status unary_grad_map(const nnq_op_args *a, act_grad_kernel k, const act_params *p) {
+    const nnq_tensor *xt = a->in[0], *dyt = a->out_grad[0];
+    nnq_tensor *dxt = a->in_grad[0];
+    if (!dyt || !dxt) return NNQ_OK;
+    NNQ_TRY(check_float(a, xt));
+    const float *x = nnq_f32(xt), *y = nnq_f32(a->out[0]), *dy = nnq_f32(dyt);
+    float *dx = nnq_f32(dxt);
+    int64_t n = nnq_tensor_numel(xt);
+    if (n <= 0) return NNQ_OK;
+    int nt = a->threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        k(x + lo, y + lo, dy + lo, dx + lo, hi - lo, p);
     }
     return NNQ_OK;
 }
@@ -132,6 +164,48 @@ static void tanh_kernel(const void *px, void *py, int64_t n, const act_params *p
     for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
 
+static void relu_grad(const float *x, const float *y, const float *dy, float *dx, int64_t n,
+                      const act_params *p) {
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void leaky_relu_grad(const float *x, const float *y, const float *dy, float *dx,
+                            int64_t n, const act_params *p) {
+    const float alpha = p->alpha;
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha);
+}
+
+/* sigmoid' = y (1 - y), from the output. */
+static void sigmoid_grad(const float *x, const float *y, const float *dy, float *dx, int64_t n,
+                         const act_params *p) {
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+static void hard_sigmoid_grad(const float *x, const float *y, const float *dy, float *dx,
+                              int64_t n, const act_params *p) {
+    const float alpha = p->alpha, beta = p->beta;
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) {
+        float v = alpha * x[i] + beta;
+        dx[i] += v > 0.0f && v < 1.0f ? alpha * dy[i] : 0.0f;
+    }
+}
+
+static void hard_swish_grad(const float *x, const float *y, const float *dy, float *dx,
+                            int64_t n, const act_params *p) {
+    const float third = 1.0f / 3.0f;
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float d = v < -3.0f ? 0.0f : v <= 3.0f ? v * third + 0.5f : 1.0f;
+        dx[i] += dy[i] * d;
+    }
+}
+
+/* tanh' = 1 - y^2, from the output. */
+static void tanh_grad(const float *x, const float *y, const float *dy, float *dx, int64_t n,
+                      const act_params *p) {
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
 static nnq_status relu_forward(const nnq_op_args *a) { return unary_map(a, relu_kernel, NULL); }
 
 static nnq_status leaky_relu_forward(const nnq_op_args *a) {
@@ -155,12 +229,40 @@ static nnq_status hard_swish_forward(const nnq_op_args *a) {
 
 static nnq_status tanh_forward(const nnq_op_args *a) { return unary_map(a, tanh_kernel, NULL); }
 
+static nnq_status relu_backward(const nnq_op_args *a) {
+    return unary_grad_map(a, relu_grad, NULL);
+}
+
+static nnq_status leaky_relu_backward(const nnq_op_args *a) {
+    act_params p = {.alpha = nnq_node_attr_float(a->node, "alpha", 0.01f)};
+    return unary_grad_map(a, leaky_relu_grad, &p);
+}
+
+static nnq_status sigmoid_backward(const nnq_op_args *a) {
+    return unary_grad_map(a, sigmoid_grad, NULL);
+}
+
+static nnq_status hard_sigmoid_backward(const nnq_op_args *a) {
+    act_params p = {.alpha = nnq_node_attr_float(a->node, "alpha", 0.2f),
+                    .beta = nnq_node_attr_float(a->node, "beta", 0.5f)};
+    return unary_grad_map(a, hard_sigmoid_grad, &p);
+}
+
+static nnq_status hard_swish_backward(const nnq_op_args *a) {
+    return unary_grad_map(a, hard_swish_grad, NULL);
+}
+
+static nnq_status tanh_backward(const nnq_op_args *a) {
+    return unary_grad_map(a, tanh_grad, NULL);
+}
+
 const nnq_op_def nnq_op_Relu = {
     .op_type = "Relu",
     .min_inputs = 1, .max_inputs = 1,
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = relu_forward,
+    .backward = relu_backward,
 };
 const nnq_op_def nnq_op_LeakyRelu = {
     .op_type = "LeakyRelu",
@@ -168,6 +270,7 @@ const nnq_op_def nnq_op_LeakyRelu = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = leaky_relu_forward,
+    .backward = leaky_relu_backward,
 };
 const nnq_op_def nnq_op_Sigmoid = {
     .op_type = "Sigmoid",
@@ -175,6 +278,7 @@ const nnq_op_def nnq_op_Sigmoid = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = sigmoid_forward,
+    .backward = sigmoid_backward,
 };
 const nnq_op_def nnq_op_HardSigmoid = {
     .op_type = "HardSigmoid",
@@ -182,6 +286,7 @@ const nnq_op_def nnq_op_HardSigmoid = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = hard_sigmoid_forward,
+    .backward = hard_sigmoid_backward,
 };
 const nnq_op_def nnq_op_HardSwish = {
     .op_type = "HardSwish",
@@ -189,6 +294,7 @@ const nnq_op_def nnq_op_HardSwish = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = hard_swish_forward,
+    .backward = hard_swish_backward,
 };
 const nnq_op_def nnq_op_Tanh = {
     .op_type = "Tanh",
@@ -196,6 +302,7 @@ const nnq_op_def nnq_op_Tanh = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unary_infer,
     .forward = tanh_forward,
+    .backward = tanh_backward,
 };
 
 /* ---- Clip: any numeric dtype; bounds from inputs (opset >= 11) or
@@ -273,23 +380,82 @@ static nnq_status clip_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], x->dtype, x->rank, x->dims);
 }
 
-static nnq_status clip_forward(const nnq_op_args *a) {
+/* The bounds in p->lo, p->hi: inputs 1 and 2, attributes before opset
+ * 11, the type's range where omitted. */
+static nnq_status clip_bounds(const nnq_op_args *a, const clip_type **out, act_params *p) {
     const clip_type *ct = clip_find(a->in[0]->dtype);
     if (!ct)
         return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
                            nnq_dtype_name(a->in[0]->dtype));
     size_t es = nnq_dtype_size(ct->dtype);
-    act_params p = {.lo = ct->lowest, .hi = ct->highest};
+    p->lo = ct->lowest;
+    p->hi = ct->highest;
     const nnq_tensor *lo = a->n_in > 1 ? a->in[1] : NULL;
     const nnq_tensor *hi = a->n_in > 2 ? a->in[2] : NULL;
-    if (lo) memcpy(&p.lo, lo->data, es);
-    if (hi) memcpy(&p.hi, hi->data, es);
+    if (lo) memcpy(&p->lo, lo->data, es);
+    if (hi) memcpy(&p->hi, hi->data, es);
     /* Before opset 11 the bounds were float attributes. */
     if (ct->dtype == NNQ_DT_FLOAT && nnq_node_attr(a->node, "min"))
-        p.lo.f32 = nnq_node_attr_float(a->node, "min", -FLT_MAX);
+        p->lo.f32 = nnq_node_attr_float(a->node, "min", -FLT_MAX);
     if (ct->dtype == NNQ_DT_FLOAT && nnq_node_attr(a->node, "max"))
-        p.hi.f32 = nnq_node_attr_float(a->node, "max", FLT_MAX);
+        p->hi.f32 = nnq_node_attr_float(a->node, "max", FLT_MAX);
+    *out = ct;
+    return NNQ_OK;
+}
+
+static nnq_status clip_forward(const nnq_op_args *a) {
+    const clip_type *ct;
+    act_params p;
+    NNQ_TRY(clip_bounds(a, &ct, &p));
     return unary_map(a, ct->kernel, &p);
+}
+
+/* Backward, float32, with PyTorch clamp's rule at the boundaries: x gets
+ * the gradient where lo <= x <= hi (inclusive; ReLU6 exported as Clip
+ * thus passes gradient at exactly 0 and 6, where torch's hardtanh-based
+ * ReLU6 would not). When x < lo the output is lo and the gradient goes to
+ * the min input (if it is trainable); when x > hi, or everywhere when
+ * lo > hi (the output is then hi), it goes to the max input. */
+static void clip_grad(const float *x, const float *y, const float *dy, float *dx, int64_t n,
+                      const act_params *p) {
+    const float lo = p->lo.f32, hi = p->hi.f32;
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += x[i] >= lo && x[i] <= hi ? dy[i] : 0.0f;
+}
+
+/* Sums of dy where the output is the min bound and where it is the max. */
+static void clip_bound_grads(const nnq_op_args *a, const act_params *p, double *dlo,
+                             double *dhi) {
+    const float *x = nnq_f32(a->in[0]), *dy = nnq_f32(a->out_grad[0]);
+    const float lo = p->lo.f32, hi = p->hi.f32;
+    const bool ordered = lo <= hi;
+    int64_t n = nnq_tensor_numel(a->in[0]);
+    double slo = 0, shi = 0;
+    int nt = a->threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : slo, shi) if (nt > 1)
+    for (int64_t i = 0; i < n; i++) {
+        if (ordered && x[i] < lo) slo += dy[i];
+        else if (!ordered || x[i] > hi) shi += dy[i];
+    }
+    *dlo = slo;
+    *dhi = shi;
+}
+
+static nnq_status clip_backward(const nnq_op_args *a) {
+    const clip_type *ct;
+    act_params p;
+    if (!a->out_grad[0]) return NNQ_OK;
+    NNQ_TRY(clip_bounds(a, &ct, &p));
+    NNQ_TRY(check_float(a, a->in[0]));
+    NNQ_TRY(unary_grad_map(a, clip_grad, &p));
+    nnq_tensor *glo = a->n_in > 1 && a->in[1] ? a->in_grad[1] : NULL;
+    nnq_tensor *ghi = a->n_in > 2 && a->in[2] ? a->in_grad[2] : NULL;
+    if (glo || ghi) {
+        double dlo, dhi;
+        clip_bound_grads(a, &p, &dlo, &dhi);
+        if (glo) nnq_f32(glo)[0] += (float)dlo;
+        if (ghi) nnq_f32(ghi)[0] += (float)dhi;
+    }
+    return NNQ_OK;
 }
 
 const nnq_op_def nnq_op_Clip = {
@@ -298,6 +464,7 @@ const nnq_op_def nnq_op_Clip = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = clip_infer,
     .forward = clip_forward,
+    .backward = clip_backward,
 };
 
 /* ---- PRelu: y = x < 0 ? slope * x : x, slope broadcast to x ---- */
@@ -342,10 +509,60 @@ static nnq_status prelu_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* Backward: dx = dy * (x > 0 ? 1 : slope); dslope = dy * min(x, 0), summed
+ * over the dims the slope is broadcast along (channels' H, W and batch). */
+
+/* g is x's gradient and x is never broadcast (the output has its shape),
+ * so x's step is 0 only on a row of one element: the scalar fallback. */
+static void prelu_grad_x(int64_t n, const float *dy, const float *x, int sx, const float *sl,
+                         int ss, float *g, int sg, const void *ctx) {
+    (void)ctx;
+    if (sx && ss) {
+        NNQ_SIMD for (int64_t i = 0; i < n; i++) g[i] += dy[i] * (x[i] > 0.0f ? 1.0f : sl[i]);
+    } else if (sx) {
+        const float w = sl[0];
+        NNQ_SIMD for (int64_t i = 0; i < n; i++) g[i] += dy[i] * (x[i] > 0.0f ? 1.0f : w);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            g[sg ? i : 0] += dy[i] * (x[0] > 0.0f ? 1.0f : sl[ss ? i : 0]);
+    }
+}
+
+/* g is the slope's gradient (step ss): summed where the slope is shared. */
+static void prelu_grad_slope(int64_t n, const float *dy, const float *x, int sx, const float *sl,
+                             int ss, float *g, int sg, const void *ctx) {
+    (void)ctx;
+    (void)sl;
+    if (sx && sg) {
+        NNQ_SIMD for (int64_t i = 0; i < n; i++) g[i] += dy[i] * (x[i] < 0.0f ? x[i] : 0.0f);
+    } else if (sx) {
+        float s = 0.0f;
+        NNQ_SIMD_SUM for (int64_t i = 0; i < n; i++) s += dy[i] * (x[i] < 0.0f ? x[i] : 0.0f);
+        g[0] += s;
+    } else {
+        for (int64_t i = 0; i < n; i++) g[sg ? i : 0] += dy[i] * (x[0] < 0.0f ? x[0] : 0.0f);
+    }
+}
+
+static nnq_status prelu_backward(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0], *s = a->in[1], *dy = a->out_grad[0];
+    if (!dy) return NNQ_OK;
+    nnq_bcast_loop l;
+    nnq_bcast_loop_init(&l, dy, x, s);
+    if (a->in_grad[0])
+        nnq_bcast_grad_run(&l, 0, prelu_grad_x, NULL, nnq_f32(dy), nnq_f32(x), nnq_f32(s),
+                           nnq_f32(a->in_grad[0]), a->threads);
+    if (a->in_grad[1])
+        nnq_bcast_grad_run(&l, 1, prelu_grad_slope, NULL, nnq_f32(dy), nnq_f32(x), nnq_f32(s),
+                           nnq_f32(a->in_grad[1]), a->threads);
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_PRelu = {
     .op_type = "PRelu",
     .min_inputs = 2, .max_inputs = 2,
     .min_outputs = 1, .max_outputs = 1,
     .infer = prelu_infer,
     .forward = prelu_forward,
+    .backward = prelu_backward,
 };

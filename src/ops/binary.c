@@ -131,12 +131,88 @@ static nnq_status sub_forward(const nnq_op_args *a) { return binary_forward(a, O
 static nnq_status mul_forward(const nnq_op_args *a) { return binary_forward(a, OP_MUL); }
 static nnq_status div_forward(const nnq_op_args *a) { return binary_forward(a, OP_DIV); }
 
+/* ---- Backward (float32) ----
+ * y = a op b; each input's gradient is the elementwise term below, summed
+ * over the dims that input was broadcast along (nnq_bcast_grad_run):
+ *   Add: da = dy, db = dy          Sub: da = dy, db = -dy
+ *   Mul: da = dy*b, db = dy*a      Div: da = dy/b, db = -dy*a/b^2
+ * In the expressions d is dy[i], x is a's element and z is b's. */
+
+#define GRAD_LOOP(HINT, GET_X, GET_Z, BODY)        \
+    {                                              \
+        HINT for (int64_t i = 0; i < n; i++) {     \
+            float d = dy[i], x = GET_X, z = GET_Z; \
+            (void)x;                               \
+            (void)z;                               \
+            BODY;                                  \
+        }                                          \
+    }
+
+/* One loop per stride pattern of (a, b), accumulating into g[i] or
+ * summing into g[0]: every loop is plain and vectorisable. */
+#define GRAD_KERNEL(name, EXPR)                                                                \
+    static void name(int64_t n, const float *dy, const float *a, int sa, const float *b,       \
+                     int sb, float *g, int sg, const void *ctx) {                              \
+        (void)ctx;                                                                             \
+        if (sg) {                                                                              \
+            if (sa && sb) GRAD_LOOP(NNQ_SIMD, a[i], b[i], g[i] += (EXPR))                      \
+            else if (sa) GRAD_LOOP(NNQ_SIMD, a[i], b[0], g[i] += (EXPR))                       \
+            else if (sb) GRAD_LOOP(NNQ_SIMD, a[0], b[i], g[i] += (EXPR))                       \
+            else GRAD_LOOP(NNQ_SIMD, a[0], b[0], g[i] += (EXPR))                               \
+            return;                                                                            \
+        }                                                                                      \
+        float s = 0.0f;                                                                        \
+        if (sa && sb) GRAD_LOOP(NNQ_SIMD_SUM, a[i], b[i], s += (EXPR))                         \
+        else if (sa) GRAD_LOOP(NNQ_SIMD_SUM, a[i], b[0], s += (EXPR))                          \
+        else if (sb) GRAD_LOOP(NNQ_SIMD_SUM, a[0], b[i], s += (EXPR))                          \
+        else GRAD_LOOP(NNQ_SIMD_SUM, a[0], b[0], s += (EXPR))                                  \
+        g[0] += s;                                                                             \
+    }
+
+GRAD_KERNEL(grad_pass, d)
+GRAD_KERNEL(grad_neg, -d)
+GRAD_KERNEL(grad_mul_a, d * z)
+GRAD_KERNEL(grad_mul_b, d * x)
+GRAD_KERNEL(grad_div_a, d / z)
+GRAD_KERNEL(grad_div_b, -d * x / (z * z))
+
+/* Kernels for (da, db), indexed by OP_*. */
+static const nnq_bcast_grad_kernel grad_kernels[OP_COUNT][2] = {
+    [OP_ADD] = {grad_pass, grad_pass},
+    [OP_SUB] = {grad_pass, grad_neg},
+    [OP_MUL] = {grad_mul_a, grad_mul_b},
+    [OP_DIV] = {grad_div_a, grad_div_b},
+};
+
+static nnq_status binary_backward(const nnq_op_args *a, int op) {
+    const nnq_tensor *x = a->in[0], *z = a->in[1], *dy = a->out_grad[0];
+    if (!dy) return NNQ_OK;
+    if (x->dtype != NNQ_DT_FLOAT || z->dtype != NNQ_DT_FLOAT || dy->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "backward needs float inputs, got %s",
+                           nnq_dtype_name(x->dtype));
+    nnq_bcast_loop l;
+    nnq_bcast_loop_init(&l, dy, x, z);
+    for (int i = 0; i < 2; i++) {
+        nnq_tensor *g = a->in_grad[i];
+        if (!g) continue;
+        nnq_bcast_grad_run(&l, i, grad_kernels[op][i], NULL, nnq_f32(dy), nnq_f32(x),
+                           nnq_f32(z), nnq_f32(g), a->threads);
+    }
+    return NNQ_OK;
+}
+
+static nnq_status add_backward(const nnq_op_args *a) { return binary_backward(a, OP_ADD); }
+static nnq_status sub_backward(const nnq_op_args *a) { return binary_backward(a, OP_SUB); }
+static nnq_status mul_backward(const nnq_op_args *a) { return binary_backward(a, OP_MUL); }
+static nnq_status div_backward(const nnq_op_args *a) { return binary_backward(a, OP_DIV); }
+
 const nnq_op_def nnq_op_Add = {
     .op_type = "Add",
     .min_inputs = 2, .max_inputs = 2,
     .min_outputs = 1, .max_outputs = 1,
     .infer = binary_infer,
     .forward = add_forward,
+    .backward = add_backward,
 };
 const nnq_op_def nnq_op_Sub = {
     .op_type = "Sub",
@@ -144,6 +220,7 @@ const nnq_op_def nnq_op_Sub = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = binary_infer,
     .forward = sub_forward,
+    .backward = sub_backward,
 };
 const nnq_op_def nnq_op_Mul = {
     .op_type = "Mul",
@@ -151,6 +228,7 @@ const nnq_op_def nnq_op_Mul = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = binary_infer,
     .forward = mul_forward,
+    .backward = mul_backward,
 };
 const nnq_op_def nnq_op_Div = {
     .op_type = "Div",
@@ -158,4 +236,5 @@ const nnq_op_def nnq_op_Div = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = binary_infer,
     .forward = div_forward,
+    .backward = div_backward,
 };

@@ -122,3 +122,89 @@ void nnq_bcast_run(const nnq_bcast_loop *l, nnq_bcast_kernel k, const void *ctx,
     for (int t = 0; t < nt; t++)
         run_range(l, k, ctx, a, a_esize, b, b_esize, y, y_esize, n * t / nt, n * (t + 1) / nt);
 }
+
+/* ---- Gradients ---- */
+
+/* Columns per unit below which an unbroadcast row is not split further. */
+#define GRAD_MIN_COLS 4096
+
+void nnq_bcast_grad_run(const nnq_bcast_loop *l, int wrt, nnq_bcast_grad_kernel k,
+                        const void *ctx, const float *dy, const float *a, const float *b,
+                        float *g, int threads) {
+    int r = l->rank;
+    const int64_t *sg = wrt ? l->sb : l->sa;
+    int64_t sy[NNQ_MAX_RANK], s = 1;
+    if (l->numel <= 0) return;
+    for (int d = r - 1; d >= 0; d--) { /* dy is dense over the merged dims */
+        sy[d] = s;
+        s *= l->dims[d];
+    }
+    /* Outer dims split into kept (g walks them: units of work, one per
+     * index) and reduced (g stays put: summed inside a unit, in order). */
+    int keep[NNQ_MAX_RANK], red[NNQ_MAX_RANK], nk = 0, nr = 0;
+    int64_t kept = 1;
+    for (int d = 0; d < r - 1; d++) {
+        if (sg[d] != 0) {
+            keep[nk++] = d;
+            kept *= l->dims[d];
+        } else {
+            red[nr++] = d;
+        }
+    }
+    int64_t inner = l->dims[r - 1];
+    int a_step = l->sa[r - 1] != 0, b_step = l->sb[r - 1] != 0, g_step = sg[r - 1] != 0;
+    int nt = threads > 1 && l->numel >= NNQ_PARALLEL_MIN_ELEMS ? threads : 1;
+    /* Few kept units but long unbroadcast rows (e.g. same-shape operands):
+     * split the rows into column chunks, which own disjoint g too. */
+    int64_t chunks = 1;
+    if (nt > 1 && g_step && kept < 4 * nt) {
+        chunks = 4 * nt;
+        if (chunks > inner / GRAD_MIN_COLS) chunks = inner / GRAD_MIN_COLS;
+        if (chunks < 1) chunks = 1;
+    }
+    int64_t units = kept * chunks;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t rest = u / chunks, ch = u % chunks;
+        int64_t c0 = inner * ch / chunks, c1 = inner * (ch + 1) / chunks;
+        int64_t oy = c0, oa = c0 * a_step, ob = c0 * b_step, og = c0 * g_step;
+        for (int j = nk - 1; j >= 0; j--) {
+            int d = keep[j];
+            int64_t i = rest % l->dims[d];
+            rest /= l->dims[d];
+            oy += i * sy[d];
+            oa += i * l->sa[d];
+            ob += i * l->sb[d];
+            og += i * sg[d];
+        }
+        int64_t idx[NNQ_MAX_RANK] = {0};
+        for (;;) {
+            k(c1 - c0, dy + oy, a + oa, a_step, b + ob, b_step, g + og, g_step, ctx);
+            int j = nr - 1;
+            for (; j >= 0; j--) { /* odometer over the reduced dims */
+                int d = red[j];
+                oy += sy[d];
+                oa += l->sa[d];
+                ob += l->sb[d];
+                if (++idx[j] < l->dims[d]) break;
+                oy -= sy[d] * l->dims[d];
+                oa -= l->sa[d] * l->dims[d];
+                ob -= l->sb[d] * l->dims[d];
+                idx[j] = 0;
+            }
+            if (j < 0) break;
+        }
+    }
+}
+
+void nnq_grad_accumulate(float *g, const float *dy, int64_t n, int threads) {
+    if (n <= 0) return;
+    int nt = threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        float *gt = g + lo;
+        const float *dt = dy + lo;
+        NNQ_SIMD for (int64_t i = 0; i < hi - lo; i++) gt[i] += dt[i];
+    }
+}

@@ -49,10 +49,37 @@ void nnq_bcast_run(const nnq_bcast_loop *l, nnq_bcast_kernel k, const void *ctx,
                    size_t a_esize, const void *b, size_t b_esize, void *y, size_t y_esize,
                    int threads);
 
+/* ---- Gradients (training) ---- */
+
+/* Contribution of one operand of y = f(a, b) to its gradient g:
+ * c_i = h(dy[i], a[i * a_step], b[i * b_step]) for i < n, then
+ * g_step 1: g[i] += c_i (operand not broadcast along this row);
+ * g_step 0: g[0] += sum_i c_i (broadcast along it: reduce). */
+typedef void (*nnq_bcast_grad_kernel)(int64_t n, const float *dy, const float *a, int a_step,
+                                      const float *b, int b_step, float *g, int g_step,
+                                      const void *ctx);
+
+/* Accumulate the gradient of operand `wrt` (0: a, 1: b) of y = f(a, b)
+ * into g (that operand's shape), summing over the dims it was broadcast
+ * along. l is the loop planned for (y, a, b) by nnq_bcast_loop_init; dy
+ * has y's shape; a and b are the forward operands (kernels read what they
+ * need, so both must be valid). Threads own disjoint elements of g and
+ * every element sums its terms in the same order whatever the thread
+ * count, so results are deterministic. */
+void nnq_bcast_grad_run(const nnq_bcast_loop *l, int wrt, nnq_bcast_grad_kernel k,
+                        const void *ctx, const float *dy, const float *a, const float *b,
+                        float *g, int threads);
+
+/* g[i] += dy[i] for i < n (the backward of every op that only moves or
+ * reshapes data), split across threads when large. */
+void nnq_grad_accumulate(float *g, const float *dy, int64_t n, int threads);
+
 /* Marks an elementwise loop as free of loop-carried dependences. GCC's
  * -O2 cost model only vectorises loops with a known trip count; this
  * lets runtime-length kernels vectorise too (nnq builds with OpenMP). */
 #define NNQ_SIMD _Pragma("omp simd")
+/* The same for a loop that sums into the float `s`. */
+#define NNQ_SIMD_SUM _Pragma("omp simd reduction(+ : s)")
 
 /* Elements below which elementwise ops stay on one thread. */
 #define NNQ_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)

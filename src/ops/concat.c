@@ -2,7 +2,7 @@
  *
  * Viewed as (outer, axis * inner): for each outer index, every input
  * contributes one contiguous block of dims[axis] * inner elements, so the
- * copy is a sequence of memcpys. */
+ * copy is a sequence of memcpys; backward walks the same blocks. */
 #include <limits.h>
 #include <string.h>
 
@@ -81,10 +81,42 @@ static nnq_status concat_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* Backward (float32): each input's gradient is its block of dy,
+ * accumulated; the same (outer, axis * inner) walk as forward. */
+static nnq_status concat_backward(const nnq_op_args *a) {
+    const nnq_tensor *dy = a->out_grad[0];
+    int axis;
+    if (!dy) return NNQ_OK;
+    if (dy->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "backward needs float, got %s",
+                           nnq_dtype_name(dy->dtype));
+    NNQ_TRY(concat_axis(a, dy->rank, &axis));
+    int64_t outer = nnq_shape_numel(axis, dy->dims);
+    int64_t inner = nnq_shape_numel(dy->rank - axis - 1, dy->dims + axis + 1);
+    int64_t row = dy->dims[axis] * inner; /* elements of dy per outer index */
+    int64_t total = nnq_tensor_numel(dy);
+    int nt = a->threads > 1 && total >= NNQ_PARALLEL_MIN_ELEMS && outer > 1 ? a->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t o = 0; o < outer; o++) {
+        const float *src = nnq_f32(dy) + o * row;
+        for (int i = 0; i < a->n_in; i++) {
+            int64_t block = a->in[i]->dims[axis] * inner;
+            nnq_tensor *g = a->in_grad[i];
+            if (g) {
+                float *dst = nnq_f32(g) + o * block;
+                NNQ_SIMD for (int64_t k = 0; k < block; k++) dst[k] += src[k];
+            }
+            src += block;
+        }
+    }
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_Concat = {
     .op_type = "Concat",
     .min_inputs = 1, .max_inputs = INT_MAX,
     .min_outputs = 1, .max_outputs = 1,
     .infer = concat_infer,
     .forward = concat_forward,
+    .backward = concat_backward,
 };

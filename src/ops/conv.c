@@ -7,6 +7,7 @@
  * unpadded kernels reading X directly as the column matrix.
  * tests/test_ops_dense.c holds the plain-loop reference. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/gemm.h"
@@ -38,6 +39,7 @@ typedef struct conv_plan {
     bool depthwise;           /* direct kernel */
     bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
     int threads;
+    int max_threads;          /* a->threads, or 1 for a conv too small to split */
     size_t col_floats;        /* one thread's im2col buffer */
 } conv_plan;
 
@@ -114,6 +116,7 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     p->out_size = w->out[0] * w->out[1] * w->out[2];
     p->threads = a->threads > 0 ? a->threads : 1;
     if (p->n * p->m * p->out_size * p->rows < PARALLEL_MIN_WORK) p->threads = 1;
+    p->max_threads = p->threads;
 
     p->depthwise = p->group > 1 && p->cg == 1 && win.rank <= 2;
     p->direct = true;
@@ -136,10 +139,50 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     return NNQ_OK;
 }
 
+/* Backward's share of the work: items are (image, group) pairs, each
+ * walking its output lines in chunks whose column matrix stays under
+ * BWD_COL_CAP floats (or one line, if a line alone is larger). With more
+ * than one thread, each thread sums dW into a partial buffer of its own;
+ * the partials are added in thread order at the end, so the result is the
+ * same bits on every run with the same thread count. */
+#define BWD_COL_CAP (1 << 20)
+
+typedef struct conv_bwd_plan {
+    int threads;          /* 1: items in sequence, SGEMM on a->threads */
+    int64_t items;        /* n * group */
+    int64_t chunk_lines;
+    size_t col_floats;    /* one thread's column buffer */
+    size_t dw_floats;     /* one thread's dW partial (0 with one thread) */
+} conv_bwd_plan;
+
+static void conv_bwd_make_plan(const conv_plan *p, conv_bwd_plan *b) {
+    memset(b, 0, sizeof *b);
+    b->items = p->n * p->group;
+    int nt = p->max_threads;
+    if (b->items < nt) nt = b->items > 0 ? (int)b->items : 1;
+    b->threads = nt;
+    int64_t ow = p->w.out[2], per_line = p->rows * ow;
+    b->chunk_lines = per_line > 0 ? BWD_COL_CAP / per_line : p->lines;
+    if (b->chunk_lines < 1) b->chunk_lines = 1;
+    if (b->chunk_lines > p->lines) b->chunk_lines = p->lines > 0 ? p->lines : 1;
+    b->col_floats = p->depthwise || p->direct ? 0 : (size_t)(per_line * b->chunk_lines);
+    b->dw_floats = nt > 1 && !p->depthwise ? (size_t)(p->m * p->rows) : 0;
+}
+
+/* Floats of scratch backward uses (column buffers, then dW partials). */
+static size_t conv_bwd_floats(const conv_bwd_plan *b) {
+    return (b->col_floats + b->dw_floats) * (size_t)b->threads;
+}
+
 static size_t conv_scratch(const nnq_op_args *a) {
     conv_plan p;
     if (conv_make_plan(a, &p) != NNQ_OK) return 0; /* forward reports the error */
-    return p.col_floats * sizeof(float) * (size_t)p.threads;
+    size_t fwd = p.col_floats * sizeof(float) * (size_t)p.threads;
+    if (!a->training) return fwd;
+    conv_bwd_plan b;
+    conv_bwd_make_plan(&p, &b);
+    size_t bwd = conv_bwd_floats(&b) * sizeof(float);
+    return bwd > fwd ? bwd : fwd;
 }
 
 /* Row r of the column matrix for output lines [l0, l1): tap (kd, kh, kw)
@@ -363,6 +406,250 @@ static nnq_status conv_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* ---- Backward ----
+ * dY (N, M, O1..Ok) gives
+ *   dX (N, C, D1..Dk) += col2im(W_g^T dY_g)      per image and group g,
+ *   dW (M, C/group, K1..Kk) += dY_g im2col(X_g)^T,
+ *   dB (M) += dY summed over N and space.
+ * Every sum runs in a fixed order for a given thread count. */
+
+/* Row r of a column matrix for output lines [l0, l1), added back into the
+ * input positions im2col_row read it from (its transpose). */
+static void col2im_row(float *x, const nnq_window *w, int64_t r, int64_t l0, int64_t l1,
+                       const float *src) {
+    const int64_t KD = w->kernel[0], KH = w->kernel[1], KW = w->kernel[2];
+    const int64_t H = w->in[1], W = w->in[2];
+    const int64_t OH = w->out[1], OW = w->out[2];
+    int64_t kw = r % KW, t = r / KW;
+    int64_t kh = t % KH;
+    t /= KH;
+    int64_t kd = t % KD, c = t / KD;
+    float *xc = x + c * w->in[0] * H * W;
+    int64_t dlo, dhi, hlo, hhi, lo, hi;
+    nnq_window_out_range(w, 0, kd, &dlo, &dhi);
+    nnq_window_out_range(w, 1, kh, &hlo, &hhi);
+    nnq_window_out_range(w, 2, kw, &lo, &hi);
+    const int64_t sw = w->stride[2];
+    const int64_t wofs = kw * w->dilation[2] - w->pad_begin[2];
+
+    int64_t od = l0 / OH, oh = l0 % OH;
+    for (int64_t l = l0; l < l1; l++, src += OW) {
+        if (od >= dlo && od < dhi && oh >= hlo && oh < hhi) {
+            int64_t id = od * w->stride[0] - w->pad_begin[0] + kd * w->dilation[0];
+            int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+            float *xr = xc + (id * H + ih) * W + wofs;
+            if (sw == 1) {
+                #pragma omp simd
+                for (int64_t o = lo; o < hi; o++) xr[o] += src[o];
+            } else {
+                for (int64_t o = lo; o < hi; o++) xr[o * sw] += src[o];
+            }
+        }
+        if (++oh == OH) {
+            oh = 0;
+            od++;
+        }
+    }
+}
+
+typedef struct conv_grads {
+    const float *x, *wt, *dy; /* X, W, dY */
+    float *dx;                /* dX, NULL when not needed */
+} conv_grads;
+
+/* Image n, group g (item = n * group + g): dw (M, rows), NULL when not
+ * needed, gets dY_g col^T; dX gets col2im(W_g^T dY_g). `col` holds one
+ * chunk's column matrix; SGEMMs run on sgemm_threads. */
+static void conv_bwd_item(const conv_plan *p, const conv_bwd_plan *b, const conv_grads *g,
+                          float *dw, int64_t item, float *col, int sgemm_threads) {
+    const int64_t n = item / p->group, grp = item % p->group, ow = p->w.out[2];
+    const int mg = (int)p->mg, rows = (int)p->rows, ldy = (int)p->out_size, ldx = (int)p->in_size;
+    const float *xg = g->x + (n * p->c + grp * p->cg) * p->in_size;
+    float *dxg = g->dx ? g->dx + (n * p->c + grp * p->cg) * p->in_size : NULL;
+    const float *dyg = g->dy + (n * p->m + grp * p->mg) * p->out_size;
+    const float *wg = g->wt + grp * p->mg * p->rows;
+    float *dwg = dw ? dw + grp * p->mg * p->rows : NULL;
+    for (int64_t l0 = 0; l0 < p->lines; l0 += b->chunk_lines) {
+        int64_t l1 = l0 + b->chunk_lines < p->lines ? l0 + b->chunk_lines : p->lines;
+        int64_t off = l0 * ow;
+        int cols = (int)((l1 - l0) * ow);
+        const float *dyc = dyg + off;
+        if (dwg) {
+            /* dW_g (mg x rows) += dY_g (mg x cols) * col^T (cols x rows) */
+            const float *bm = xg + off; /* direct: X is its own column matrix */
+            int ldb = ldx;
+            if (!p->direct) {
+                for (int64_t r = 0; r < p->rows; r++)
+                    im2col_row(xg, &p->w, r, l0, l1, col + r * cols);
+                bm = col;
+                ldb = cols;
+            }
+            nnq_sgemm(false, true, mg, rows, cols, 1.0f, dyc, ldy, bm, ldb, 1.0f, dwg, rows,
+                      sgemm_threads);
+        }
+        if (dxg) {
+            /* dcol (rows x cols) = W_g^T (rows x mg) * dY_g (mg x cols) */
+            if (p->direct) {
+                nnq_sgemm(true, false, rows, cols, mg, 1.0f, wg, rows, dyc, ldy, 1.0f, dxg + off,
+                          ldx, sgemm_threads);
+            } else {
+                nnq_sgemm(true, false, rows, cols, mg, 1.0f, wg, rows, dyc, ldy, 0.0f, col, cols,
+                          sgemm_threads);
+                for (int64_t r = 0; r < p->rows; r++)
+                    col2im_row(dxg, &p->w, r, l0, l1, col + r * cols);
+            }
+        }
+    }
+}
+
+/* dB[m] += dY[:, m] summed over images and space; channels split over
+ * threads, each summed in image order. */
+static void conv_bwd_bias(const conv_plan *p, const float *dy, float *db) {
+    const int64_t size = p->out_size;
+    #pragma omp parallel for num_threads(p->max_threads) schedule(static)
+    for (int64_t m = 0; m < p->m; m++) {
+        double acc = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            const float *d = dy + (n * p->m + m) * size;
+            float s = 0;
+            #pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < size; i++) s += d[i];
+            acc += s;
+        }
+        db[m] += (float)acc;
+    }
+}
+
+/* One depthwise plane (image n, output channel m reading input channel
+ * c): dx (c's plane, NULL if not needed) += every tap of k times dY, and
+ * dk (m's taps, NULL if not needed) += dY . X shifted by the tap. Walks
+ * output rows, then kernel taps, so each inner loop is one unit-stride
+ * (or strided) pass over a row. */
+static void depthwise_bwd_plane(const nnq_window *w, const float *x, const float *k,
+                                const float *dy, float *dx, float *dk) {
+    const int64_t W = w->in[2], OW = w->out[2], KW = w->kernel[2], sw = w->stride[2];
+    for (int64_t oh = 0; oh < w->out[1]; oh++) {
+        const float *dyr = dy + oh * OW;
+        int64_t khlo, khhi;
+        nnq_window_taps(w, 1, oh, &khlo, &khhi);
+        for (int64_t kh = khlo; kh < khhi; kh++) {
+            int64_t ih = oh * w->stride[1] - w->pad_begin[1] + kh * w->dilation[1];
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t lo, hi;
+                nnq_window_out_range(w, 2, kw, &lo, &hi);
+                int64_t off = ih * W + kw * w->dilation[2] - w->pad_begin[2];
+                const float *xr = x + off;
+                if (dk) {
+                    float s = 0;
+                    if (sw == 1) {
+                        #pragma omp simd reduction(+ : s)
+                        for (int64_t o = lo; o < hi; o++) s += dyr[o] * xr[o];
+                    } else {
+                        for (int64_t o = lo; o < hi; o++) s += dyr[o] * xr[o * sw];
+                    }
+                    dk[kh * KW + kw] += s;
+                }
+                if (dx) {
+                    float kv = k[kh * KW + kw], *dxr = dx + off;
+                    if (sw == 1) {
+                        #pragma omp simd
+                        for (int64_t o = lo; o < hi; o++) dxr[o] += kv * dyr[o];
+                    } else {
+                        for (int64_t o = lo; o < hi; o++) dxr[o * sw] += kv * dyr[o];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise backward split by input channel: a thread owns channel c's
+ * dX planes and the dW rows of its output channels, so nothing is shared
+ * and no partial sums are needed. */
+static void conv_bwd_depthwise(const conv_plan *p, const conv_grads *g, float *dw) {
+    const int64_t taps = p->w.kernel[1] * p->w.kernel[2];
+    #pragma omp parallel for num_threads(p->max_threads) schedule(static)
+    for (int64_t c = 0; c < p->c; c++) {
+        for (int64_t j = 0; j < p->mg; j++) {
+            int64_t m = c * p->mg + j;
+            for (int64_t n = 0; n < p->n; n++)
+                depthwise_bwd_plane(&p->w, g->x + (n * p->c + c) * p->in_size, g->wt + m * taps,
+                                    g->dy + (n * p->m + m) * p->out_size,
+                                    g->dx ? g->dx + (n * p->c + c) * p->in_size : NULL,
+                                    dw ? dw + m * taps : NULL);
+        }
+    }
+}
+
+/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
+static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
+    *out = NULL;
+    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
+    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
+        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
+    *out = nnq_f32(a->in_grad[i]);
+    return NNQ_OK;
+}
+
+static nnq_status conv_backward(const nnq_op_args *a) {
+    conv_plan p;
+    conv_bwd_plan b;
+    float *dx, *dw, *db, *owned = NULL;
+    NNQ_TRY(conv_make_plan(a, &p));
+    const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
+    if (!dyt) return NNQ_OK; /* Y does not reach the loss */
+    if (nnq_tensor_numel(dyt) != nnq_tensor_numel(a->out[0]))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of Y does not match Y");
+    NNQ_TRY(grad_of(a, 0, &dx));
+    NNQ_TRY(grad_of(a, 1, &dw));
+    NNQ_TRY(grad_of(a, 2, &db));
+    conv_grads g = {.x = nnq_f32(a->in[0]), .wt = nnq_f32(a->in[1]), .dy = nnq_f32(dyt), .dx = dx};
+
+    if (db) conv_bwd_bias(&p, g.dy, db);
+    if (!dx && !dw) return NNQ_OK;
+    if (p.depthwise) {
+        conv_bwd_depthwise(&p, &g, dw);
+        return NNQ_OK;
+    }
+    conv_bwd_make_plan(&p, &b);
+    size_t need = conv_bwd_floats(&b) * sizeof(float);
+    float *work = a->scratch && a->scratch_bytes >= need ? a->scratch : NULL;
+    if (need && !work) { /* the caller sized scratch for inference only */
+        owned = aligned_alloc(64, (need + 63) / 64 * 64);
+        if (!owned) return nnq_op_fail(a, NNQ_ERR_NOMEM, "out of memory (%zu bytes)", need);
+        work = owned;
+    }
+    if (b.threads == 1) {
+        for (int64_t item = 0; item < b.items; item++)
+            conv_bwd_item(&p, &b, &g, dw, item, work, p.max_threads);
+        free(owned);
+        return NNQ_OK;
+    }
+    /* Thread 0 sums into dW itself, thread t > 0 into partial t - 1. */
+    float *parts = work + (size_t)b.threads * b.col_floats;
+    if (dw) memset(parts, 0, sizeof(float) * b.dw_floats * (size_t)(b.threads - 1));
+    #pragma omp parallel num_threads(b.threads)
+    {
+        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *mine = !dw ? NULL : t == 0 ? dw : parts + (size_t)(t - 1) * b.dw_floats;
+        float *col = work + (size_t)t * b.col_floats;
+        for (int64_t item = b.items * t / nt; item < b.items * (t + 1) / nt; item++)
+            conv_bwd_item(&p, &b, &g, mine, item, col, 1);
+    }
+    if (dw) {
+        const int64_t len = (int64_t)b.dw_floats;
+        #pragma omp parallel for num_threads(b.threads) schedule(static)
+        for (int64_t j = 0; j < len; j++) {
+            float s = dw[j];
+            for (int t = 1; t < b.threads; t++) s += parts[(size_t)(t - 1) * b.dw_floats + j];
+            dw[j] = s;
+        }
+    }
+    free(owned);
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_Conv = {
     .op_type = "Conv",
     .min_inputs = 2, .max_inputs = 3,
@@ -370,4 +657,5 @@ const nnq_op_def nnq_op_Conv = {
     .infer = conv_infer,
     .scratch_size = conv_scratch,
     .forward = conv_forward,
+    .backward = conv_backward,
 };

@@ -1,4 +1,5 @@
-/* Gemm and MatMul on OpenBLAS, plus the shared nnq_sgemm wrapper. */
+/* Gemm and MatMul on OpenBLAS, forward and backward, plus the shared
+ * nnq_sgemm wrapper. */
 #include "ops/gemm.h"
 
 #include <cblas.h>
@@ -125,12 +126,85 @@ static nnq_status gemm_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
+static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
+    *out = NULL;
+    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
+    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
+        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
+    *out = nnq_f32(a->in_grad[i]);
+    return NNQ_OK;
+}
+
+/* dY (M, N) gives, with A' = op(A) (M, K) and B' = op(B) (K, N):
+ *   dA' += alpha * dY B'^T, dB' += alpha * A'^T dY, stored transposed
+ *   where A or B is; dC += beta * dY summed over C's broadcast dims. */
+static nnq_status gemm_backward(const nnq_op_args *a) {
+    gemm_shape g;
+    float *da, *db, *dc;
+    NNQ_TRY(gemm_shape_of(a, &g));
+    const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
+    if (!dyt) return NNQ_OK;
+    NNQ_TRY(grad_of(a, 0, &da));
+    NNQ_TRY(grad_of(a, 1, &db));
+    NNQ_TRY(grad_of(a, 2, &dc));
+    const nnq_tensor *A = a->in[0], *B = a->in[1], *C = a->n_in > 2 ? a->in[2] : NULL;
+    float alpha = nnq_node_attr_float(a->node, "alpha", 1.0f);
+    float beta = nnq_node_attr_float(a->node, "beta", 1.0f);
+    const float *dy = nnq_f32(dyt), *av = nnq_f32(A), *bv = nnq_f32(B);
+    const int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+    const int lda = (int)A->dims[1], ldb = (int)B->dims[1];
+    int threads = op_threads(a);
+
+    if (da) {
+        if (!g.ta) /* dA (M, K) = dY B'^T */
+            nnq_sgemm(false, !g.tb, m, k, n, alpha, dy, n, bv, ldb, 1.0f, da, lda, threads);
+        else /* dA (K, M) = B' dY^T */
+            nnq_sgemm(g.tb, true, k, m, n, alpha, bv, ldb, dy, n, 1.0f, da, lda, threads);
+    }
+    if (db) {
+        if (!g.tb) /* dB (K, N) = A'^T dY */
+            nnq_sgemm(!g.ta, false, k, n, m, alpha, av, lda, dy, n, 1.0f, db, ldb, threads);
+        else /* dB (N, K) = dY^T A' */
+            nnq_sgemm(true, g.ta, n, k, m, alpha, dy, n, av, lda, 1.0f, db, ldb, threads);
+    }
+    if (dc && C && beta != 0) {
+        /* Element (i, j) of the broadcast C is c[i * rs + j * cs], as in
+         * forward; summed row by row in double, in a fixed order. */
+        int64_t rs = 0, cs = 0, nc = nnq_tensor_numel(C);
+        if (C->rank >= 1) cs = C->dims[C->rank - 1] == 1 ? 0 : 1;
+        if (C->rank == 2) rs = C->dims[0] == 1 ? 0 : C->dims[1];
+        if (rs == 0 && cs == 1) { /* a bias row (N): column sums */
+            for (int64_t j = 0; j < g.n; j++) {
+                double acc = 0;
+                for (int64_t i = 0; i < g.m; i++) acc += dy[i * g.n + j];
+                dc[j] += beta * (float)acc;
+            }
+        } else if (rs == 0 && cs == 0) {
+            double acc = 0;
+            for (int64_t i = 0; i < g.m * g.n; i++) acc += dy[i];
+            for (int64_t i = 0; i < nc; i++) dc[i] += beta * (float)acc;
+        } else if (cs == 0) { /* a column (M, 1): row sums */
+            for (int64_t i = 0; i < g.m; i++) {
+                double acc = 0;
+                for (int64_t j = 0; j < g.n; j++) acc += dy[i * g.n + j];
+                dc[i * rs] += beta * (float)acc;
+            }
+        } else {
+            for (int64_t i = 0; i < g.m * g.n; i++) dc[i] += beta * dy[i];
+        }
+    }
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_Gemm = {
     .op_type = "Gemm",
     .min_inputs = 2, .max_inputs = 3,
     .min_outputs = 1, .max_outputs = 1,
     .infer = gemm_infer,
     .forward = gemm_forward,
+    .backward = gemm_backward,
 };
 
 /* ---- MatMul: numpy semantics ---- */
@@ -235,10 +309,54 @@ static nnq_status matmul_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* dY (batch..., M, N) gives dA[b] += dY[b] B[b]^T and dB[b] += A[b]^T dY[b],
+ * where broadcast batch entries of A or B collect the sum over every
+ * output batch entry that read them (1-D operands as in forward). */
+static nnq_status matmul_backward(const nnq_op_args *a) {
+    matmul_shape s;
+    float *da, *db;
+    NNQ_TRY(matmul_shape_of(a, &s));
+    const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
+    if (!dyt) return NNQ_OK;
+    NNQ_TRY(grad_of(a, 0, &da));
+    NNQ_TRY(grad_of(a, 1, &db));
+    if (!da && !db) return NNQ_OK;
+    const float *A = nnq_f32(a->in[0]), *B = nnq_f32(a->in[1]), *dy = nnq_f32(dyt);
+    const int m = (int)s.m, n = (int)s.n, k = (int)s.k;
+    int threads = op_threads(a);
+    int64_t nb = nnq_shape_numel(s.batch_rank, s.batch);
+    bool b_shared = true;
+    for (int i = 0; i < s.batch_rank; i++) b_shared = b_shared && s.b_step[i] == 0;
+
+    if (b_shared) {
+        /* One (nb*M, K) x (K, N) product, as in forward. */
+        int rows = (int)(nb * s.m);
+        if (da) nnq_sgemm(false, true, rows, k, n, 1.0f, dy, n, B, n, 1.0f, da, k, threads);
+        if (db) nnq_sgemm(true, false, k, n, rows, 1.0f, A, k, dy, n, 1.0f, db, n, threads);
+        return NNQ_OK;
+    }
+    /* Batch entries in order: several may add into one broadcast slice,
+     * so they run one after another (each SGEMM on all threads). */
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t rem = b, ao = 0, bo = 0;
+        for (int i = s.batch_rank - 1; i >= 0; i--) {
+            int64_t idx = rem % s.batch[i];
+            rem /= s.batch[i];
+            ao += idx * s.a_step[i];
+            bo += idx * s.b_step[i];
+        }
+        const float *dyb = dy + b * s.m * s.n;
+        if (da) nnq_sgemm(false, true, m, k, n, 1.0f, dyb, n, B + bo, n, 1.0f, da + ao, k, threads);
+        if (db) nnq_sgemm(true, false, k, n, m, 1.0f, A + ao, k, dyb, n, 1.0f, db + bo, n, threads);
+    }
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_MatMul = {
     .op_type = "MatMul",
     .min_inputs = 2, .max_inputs = 2,
     .min_outputs = 1, .max_outputs = 1,
     .infer = matmul_infer,
     .forward = matmul_forward,
+    .backward = matmul_backward,
 };

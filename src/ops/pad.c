@@ -1,7 +1,8 @@
 /* Pad: modes constant, reflect, edge and wrap, any fixed-size dtype (it
  * only moves elements). Pads come from the `pads` input (opset 11+, with
  * optional constant_value and, from opset 18, axes) or from the attributes
- * of older opsets. Negative pads crop. */
+ * of older opsets. Negative pads crop. Backward (float): the gradient
+ * flows back to the element each output copied. */
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
@@ -276,10 +277,115 @@ static nnq_status pad_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* ---- Backward (float data) ----
+ * Each output element is a copy of one input element or of the constant:
+ * dX[src] += dY[out], and d constant_value += dY over the constant's
+ * positions. In constant mode (and for crops) no two output elements
+ * read the same input element, so rows split over threads; reflect, edge
+ * and wrap read some elements several times and run in one thread, in
+ * output order. */
+
+/* Output rows [r0, r1) scattered into dx; the sum of dY at constant
+ * positions is added to *cgrad (NULL: not wanted). */
+static void pad_bwd_rows(const pad_rows_ctx *c, const float *dy, float *dx, int64_t r0,
+                         int64_t r1, double *cgrad) {
+    const int r = c->x->rank;
+    const int64_t ol = c->y->dims[r - 1], il = c->x->dims[r - 1], b = c->ps->begin[r - 1];
+    int64_t idx[NNQ_MAX_RANK];
+    int64_t q = r0;
+    double csum = 0;
+    for (int i = r - 2; i >= 0; i--) {
+        idx[i] = q % c->y->dims[i];
+        q /= c->y->dims[i];
+    }
+    for (int64_t row = r0; row < r1; row++) {
+        const float *g = dy + row * ol;
+        int64_t src_off = 0;
+        bool constant_row = false;
+        for (int i = 0; i < r - 1; i++) {
+            int64_t s = map_index(idx[i] - c->ps->begin[i], c->x->dims[i], c->ps->mode);
+            if (s < 0) constant_row = true;
+            src_off += s * c->in_stride[i];
+        }
+        for (int i = r - 2; i >= 0 && ++idx[i] == c->y->dims[i]; i--) idx[i] = 0;
+        if (constant_row) {
+            if (cgrad)
+                for (int64_t j = 0; j < ol; j++) csum += g[j];
+            continue;
+        }
+        float *d = dx ? dx + src_off : NULL;
+        for (int64_t j = 0; j < ol; j++) {
+            if (j == c->jlo && c->jhi > c->jlo) { /* the straight copy */
+                if (d) {
+                    #pragma omp simd
+                    for (int64_t k = c->jlo; k < c->jhi; k++) d[k - b] += g[k];
+                }
+                j = c->jhi - 1;
+                continue;
+            }
+            int64_t s = map_index(j - b, il, c->ps->mode);
+            if (s < 0) csum += g[j];
+            else if (d) d[s] += g[j];
+        }
+    }
+    if (cgrad) *cgrad += csum;
+}
+
+static nnq_status pad_backward(const nnq_op_args *a) {
+    const nnq_tensor *x = a->in[0], *y = a->out[0];
+    const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
+    pad_spec ps;
+    if (!dyt) return NNQ_OK;
+    float *dx = NULL, *dcv = NULL;
+    if (a->in_grad && a->in_grad[0]) dx = nnq_f32(a->in_grad[0]);
+    if (a->in_grad && a->n_in > 2 && a->in[2] && a->in_grad[2]) dcv = nnq_f32(a->in_grad[2]);
+    if (!dx && !dcv) return NNQ_OK;
+    if (x->dtype != NNQ_DT_FLOAT || dyt->dtype != NNQ_DT_FLOAT ||
+        nnq_tensor_numel(dyt) != nnq_tensor_numel(y) ||
+        (dx && nnq_tensor_numel(a->in_grad[0]) != nnq_tensor_numel(x)))
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "backward needs float data and matching gradients");
+    NNQ_TRY(pad_read(a, &ps));
+    if (!ps.known) return nnq_op_fail(a, NNQ_ERR_INVALID, "pads not available at run time");
+    const int r = x->rank;
+    if (r == 0) {
+        if (dx) dx[0] += nnq_f32(dyt)[0];
+        return NNQ_OK;
+    }
+    int64_t out_numel = nnq_tensor_numel(y);
+    const int64_t ol = y->dims[r - 1], il = x->dims[r - 1], b = ps.begin[r - 1];
+    if (out_numel <= 0 || ol == 0) return NNQ_OK;
+
+    pad_rows_ctx c = {.ps = &ps, .x = x, .y = y, .es = sizeof(float)};
+    c.in_stride[r - 1] = 1;
+    for (int i = r - 2; i >= 0; i--) c.in_stride[i] = c.in_stride[i + 1] * x->dims[i + 1];
+    c.jlo = b > 0 ? (b < ol ? b : ol) : 0;
+    c.jhi = b + il < ol ? b + il : ol;
+    if (c.jhi < c.jlo) c.jhi = c.jlo;
+    const int64_t rows = out_numel / ol;
+    const float *dy = nnq_f32(dyt);
+    double csum = 0;
+    if (ps.mode == MODE_CONSTANT) {
+        if (dx) {
+            int threads = a->threads > 1 && (size_t)out_numel * 4 >= PARALLEL_MIN_BYTES ? a->threads : 1;
+            #pragma omp parallel num_threads(threads)
+            {
+                int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+                pad_bwd_rows(&c, dy, dx, rows * t / nt, rows * (t + 1) / nt, NULL);
+            }
+        }
+        if (dcv) pad_bwd_rows(&c, dy, NULL, 0, rows, &csum);
+    } else {
+        pad_bwd_rows(&c, dy, dx, 0, rows, NULL); /* no constant outside constant mode */
+    }
+    if (dcv) dcv[0] += (float)csum;
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_Pad = {
     .op_type = "Pad",
     .min_inputs = 1, .max_inputs = 4,
     .min_outputs = 1, .max_outputs = 1,
     .infer = pad_infer,
     .forward = pad_forward,
+    .backward = pad_backward,
 };

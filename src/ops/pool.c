@@ -1,4 +1,6 @@
-/* MaxPool, AveragePool and GlobalAveragePool over X (N, C, D1..Dk).
+/* MaxPool, AveragePool and GlobalAveragePool over X (N, C, D1..Dk),
+ * forward and backward (float; backward recomputes MaxPool's argmax
+ * from X, which the trainer keeps).
  * Windows come from window.h; each (image, channel) plane is pooled in the
  * 3-D form (leading unit dims), visiting only taps inside the input, so
  * padding never needs a bounds test per element. */
@@ -21,6 +23,28 @@ static nnq_status pool_check_dtype(const nnq_op_args *a, bool allow_int8) {
         return NNQ_OK;
     return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "input X has dtype %s; only %s supported",
                        nnq_dtype_name(t), allow_int8 ? "float32, int8 and uint8 are" : "float32 is");
+}
+
+/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
+static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
+    *out = NULL;
+    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
+    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
+        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
+    *out = nnq_f32(a->in_grad[i]);
+    return NNQ_OK;
+}
+
+/* dY of output 0, checked against Y; NULL when Y does not reach the loss. */
+static nnq_status out_grad_of(const nnq_op_args *a, const float **out) {
+    const nnq_tensor *g = a->out_grad ? a->out_grad[0] : NULL;
+    *out = NULL;
+    if (!g) return NNQ_OK;
+    if (nnq_tensor_numel(g) != nnq_tensor_numel(a->out[0]) || g->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of Y does not match Y");
+    *out = nnq_f32(g);
+    return NNQ_OK;
 }
 
 /* Output shape (N, C, out...) of a windowed pool. */
@@ -286,12 +310,74 @@ static nnq_status maxpool_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* One plane of MaxPool backward: each output's gradient goes to the
+ * element forward picked, found again the same way (the first maximum in
+ * row-major tap order, as maxpool_plane_f32_idx; a NaN input is never
+ * picked unless the window is all NaN, matching the value forward). */
+static void maxpool_bwd_plane(const nnq_window *w, const float *x, const float *dy, float *dx) {
+    const int64_t H = w->in[1], W = w->in[2];
+    int64_t o = 0;
+    for (int64_t od = 0; od < w->out[0]; od++) {
+        int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];
+        nnq_window_taps(w, 0, od, &dlo, &dhi);
+        for (int64_t oh = 0; oh < w->out[1]; oh++) {
+            int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];
+            nnq_window_taps(w, 1, oh, &hlo, &hhi);
+            for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {
+                int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];
+                nnq_window_taps(w, 2, ow, &wlo, &whi);
+                float best = -INFINITY;
+                int64_t at = -1;
+                for (int64_t kd = dlo; kd < dhi; kd++) {
+                    int64_t id = d0 + kd * w->dilation[0];
+                    for (int64_t kh = hlo; kh < hhi; kh++) {
+                        int64_t row = (id * H + h0 + kh * w->dilation[1]) * W;
+                        for (int64_t kw = wlo; kw < whi; kw++) {
+                            int64_t i = row + w0 + kw * w->dilation[2];
+                            if (x[i] > best || at < 0) {
+                                best = x[i];
+                                at = i;
+                            }
+                        }
+                    }
+                }
+                if (at >= 0) dx[at] += dy[o];
+            }
+        }
+    }
+}
+
+/* dX (N, C, D...) += dY routed to each window's maximum; planes are
+ * independent, so they split over threads. */
+static nnq_status maxpool_backward(const nnq_op_args *a) {
+    nnq_window win, w;
+    const float *dy;
+    float *dx;
+    NNQ_TRY(out_grad_of(a, &dy));
+    NNQ_TRY(grad_of(a, 0, &dx));
+    if (!dy || !dx) return NNQ_OK;
+    NNQ_TRY(pool_check_dtype(a, false));
+    NNQ_TRY(nnq_window_init(a, a->in[0], NULL, &win));
+    nnq_window_to_3d(&win, &w);
+    const nnq_tensor *x = a->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t in_size = w.in[0] * w.in[1] * w.in[2], out_size = w.out[0] * w.out[1] * w.out[2];
+    int threads = pool_threads(a, planes * out_size * w.kernel[0] * w.kernel[1] * w.kernel[2]);
+    const float *xs = nnq_f32(x);
+
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < planes; p++)
+        maxpool_bwd_plane(&w, xs + p * in_size, dy + p * out_size, dx + p * in_size);
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_MaxPool = {
     .op_type = "MaxPool",
     .min_inputs = 1, .max_inputs = 1,
     .min_outputs = 1, .max_outputs = 2,
     .infer = maxpool_infer,
     .forward = maxpool_forward,
+    .backward = maxpool_backward,
 };
 
 /* ---- AveragePool ---- */
@@ -354,12 +440,68 @@ static nnq_status avgpool_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* One plane of AveragePool backward: every in-input tap of output o
+ * gets dY[o] / divisor, the divisor counted as forward does (taps in the
+ * input, or with count_include_pad taps in the padded input). */
+static void avgpool_bwd_plane(const nnq_window *w, const float *dy, float *dx, bool include_pad) {
+    const int64_t H = w->in[1], W = w->in[2];
+    int64_t o = 0;
+    for (int64_t od = 0; od < w->out[0]; od++) {
+        int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];
+        nnq_window_taps(w, 0, od, &dlo, &dhi);
+        int64_t dn = include_pad ? padded_taps(w, 0, od) : dhi - dlo;
+        for (int64_t oh = 0; oh < w->out[1]; oh++) {
+            int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];
+            nnq_window_taps(w, 1, oh, &hlo, &hhi);
+            int64_t hn = include_pad ? padded_taps(w, 1, oh) : hhi - hlo;
+            for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {
+                int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];
+                nnq_window_taps(w, 2, ow, &wlo, &whi);
+                int64_t wn = include_pad ? padded_taps(w, 2, ow) : whi - wlo;
+                int64_t count = dn * hn * wn;
+                if (count <= 0) continue;
+                float g = dy[o] / (float)count;
+                for (int64_t kd = dlo; kd < dhi; kd++) {
+                    int64_t id = d0 + kd * w->dilation[0];
+                    for (int64_t kh = hlo; kh < hhi; kh++) {
+                        float *row = dx + (id * H + h0 + kh * w->dilation[1]) * W + w0;
+                        for (int64_t kw = wlo; kw < whi; kw++) row[kw * w->dilation[2]] += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static nnq_status avgpool_backward(const nnq_op_args *a) {
+    nnq_window win, w;
+    const float *dy;
+    float *dx;
+    NNQ_TRY(out_grad_of(a, &dy));
+    NNQ_TRY(grad_of(a, 0, &dx));
+    if (!dy || !dx) return NNQ_OK;
+    NNQ_TRY(pool_check_dtype(a, false));
+    NNQ_TRY(nnq_window_init(a, a->in[0], NULL, &win));
+    nnq_window_to_3d(&win, &w);
+    const nnq_tensor *x = a->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t in_size = w.in[0] * w.in[1] * w.in[2], out_size = w.out[0] * w.out[1] * w.out[2];
+    bool include_pad = nnq_node_attr_int(a->node, "count_include_pad", 0) != 0;
+    int threads = pool_threads(a, planes * out_size * w.kernel[0] * w.kernel[1] * w.kernel[2]);
+
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < planes; p++)
+        avgpool_bwd_plane(&w, dy + p * out_size, dx + p * in_size, include_pad);
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_AveragePool = {
     .op_type = "AveragePool",
     .min_inputs = 1, .max_inputs = 1,
     .min_outputs = 1, .max_outputs = 1,
     .infer = avgpool_infer,
     .forward = avgpool_forward,
+    .backward = avgpool_backward,
 };
 
 /* ---- GlobalAveragePool: mean over all spatial dims, kept as size 1 ---- */
@@ -403,10 +545,34 @@ static nnq_status gap_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* dX[p, i] += dY[p] / size for every element i of plane p. */
+static nnq_status gap_backward(const nnq_op_args *a) {
+    const float *dy;
+    float *dx;
+    NNQ_TRY(gap_check(a));
+    NNQ_TRY(out_grad_of(a, &dy));
+    NNQ_TRY(grad_of(a, 0, &dx));
+    if (!dy || !dx) return NNQ_OK;
+    const nnq_tensor *x = a->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t size = nnq_shape_numel(x->rank - 2, x->dims + 2);
+    int threads = pool_threads(a, planes * size);
+    if (size <= 0) return NNQ_OK;
+
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        float g = dy[p] / (float)size, *dp = dx + p * size;
+        #pragma omp simd
+        for (int64_t i = 0; i < size; i++) dp[i] += g;
+    }
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_GlobalAveragePool = {
     .op_type = "GlobalAveragePool",
     .min_inputs = 1, .max_inputs = 1,
     .min_outputs = 1, .max_outputs = 1,
     .infer = gap_infer,
     .forward = gap_forward,
+    .backward = gap_backward,
 };

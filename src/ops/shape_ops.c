@@ -4,9 +4,12 @@
  * Every output has its own buffer (the executor never aliases), so the
  * forward passes are a memcpy of the whole input, for any fixed-size
  * dtype. Shape inputs (Reshape's shape, axes from opset 13) must have
- * data when infer runs: a constant, or the real input at run time. */
+ * data when infer runs: a constant, or the real input at run time.
+ * Backward (float32) is dx += dy for all of them (Dropout as the
+ * inference-mode identity it runs as; its mask gets no gradient). */
 #include <string.h>
 
+#include "ops/broadcast.h"
 #include "ops/op.h"
 
 static nnq_status check_sized(const nnq_op_args *a, const nnq_tensor *t) {
@@ -22,6 +25,23 @@ static nnq_status copy_forward(const nnq_op_args *a) {
     size_t nbytes;
     NNQ_TRY(nnq_tensor_nbytes(x, &nbytes));
     if (nbytes && y->data != x->data) memcpy(y->data, x->data, nbytes);
+    return NNQ_OK;
+}
+
+/* Backward of every op here (float32): the same elements in the same
+ * order, so dx += dy. Shape inputs (Reshape's shape, axes) get none. */
+static nnq_status copy_backward(const nnq_op_args *a) {
+    const nnq_tensor *dy = a->out_grad[0];
+    nnq_tensor *dx = a->in_grad[0];
+    if (!dy || !dx) return NNQ_OK;
+    if (dy->dtype != NNQ_DT_FLOAT || dx->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "backward needs float, got %s",
+                           nnq_dtype_name(dy->dtype));
+    int64_t n = nnq_tensor_numel(dy);
+    if (n != nnq_tensor_numel(dx))
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient has %lld elements, the input %lld",
+                           (long long)n, (long long)nnq_tensor_numel(dx));
+    nnq_grad_accumulate(nnq_f32(dx), nnq_f32(dy), n, a->threads);
     return NNQ_OK;
 }
 
@@ -104,6 +124,7 @@ const nnq_op_def nnq_op_Flatten = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = flatten_infer,
     .forward = copy_forward,
+    .backward = copy_backward,
 };
 
 /* ---- Reshape: 0 copies the input dim (unless allowzero), -1 is inferred ---- */
@@ -162,6 +183,7 @@ const nnq_op_def nnq_op_Reshape = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = reshape_infer,
     .forward = copy_forward,
+    .backward = copy_backward,
 };
 
 /* ---- Squeeze / Unsqueeze: axes attribute (opset < 13) or input ---- */
@@ -210,6 +232,7 @@ const nnq_op_def nnq_op_Squeeze = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = squeeze_infer,
     .forward = copy_forward,
+    .backward = copy_backward,
 };
 const nnq_op_def nnq_op_Unsqueeze = {
     .op_type = "Unsqueeze",
@@ -217,6 +240,7 @@ const nnq_op_def nnq_op_Unsqueeze = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = unsqueeze_infer,
     .forward = copy_forward,
+    .backward = copy_backward,
 };
 
 /* ---- Identity, Dropout ---- */
@@ -227,6 +251,7 @@ const nnq_op_def nnq_op_Identity = {
     .min_outputs = 1, .max_outputs = 1,
     .infer = same_shape_infer,
     .forward = copy_forward,
+    .backward = copy_backward,
 };
 
 /* The mask is bool from opset 10, the input's type before. */
@@ -280,6 +305,7 @@ const nnq_op_def nnq_op_Dropout = {
     .min_outputs = 1, .max_outputs = 2,
     .infer = dropout_infer,
     .forward = dropout_forward,
+    .backward = copy_backward,
 };
 
 /* ---- Constant: value (tensor), value_float(s), value_int(s) ---- */

@@ -5,7 +5,8 @@
  *
  * Stable: exp(x - max) so nothing overflows. With inner > 1 the axis is
  * strided; columns are processed TILE at a time with their running max
- * and sum on the stack, so every inner loop is contiguous. */
+ * and sum on the stack, so every inner loop is contiguous. The backward
+ * walks the same (outer, len, inner) views with the same tiling. */
 #include <math.h>
 
 #include "ops/broadcast.h"
@@ -99,10 +100,53 @@ static nnq_status softmax_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
+/* ---- Backward: dx = y * (dy - sum_axis(dy * y)), from the output ---- */
+
+static void softmax_grad_row(const float *y, const float *dy, float *dx, int64_t n) {
+    float s = 0.0f;
+    NNQ_SIMD_SUM for (int64_t i = 0; i < n; i++) s += dy[i] * y[i];
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) dx[i] += y[i] * (dy[i] - s);
+}
+
+/* Columns [0, nc) (nc <= TILE) of a (len, inner) block, stride `inner`. */
+static void softmax_grad_cols(const float *y, const float *dy, float *dx, int64_t len,
+                              int64_t inner, int64_t nc) {
+    float dot[TILE] = {0};
+    for (int64_t j = 0; j < len; j++)
+        NNQ_SIMD for (int64_t c = 0; c < nc; c++) dot[c] += dy[j * inner + c] * y[j * inner + c];
+    for (int64_t j = 0; j < len; j++)
+        NNQ_SIMD for (int64_t c = 0; c < nc; c++) {
+            int64_t k = j * inner + c;
+            dx[k] += y[k] * (dy[k] - dot[c]);
+        }
+}
+
+static nnq_status softmax_backward(const nnq_op_args *a) {
+    const nnq_tensor *dyt = a->out_grad[0];
+    nnq_tensor *dxt = a->in_grad[0];
+    int64_t outer, len, inner;
+    if (!dyt || !dxt) return NNQ_OK;
+    NNQ_TRY(softmax_view(a, a->in[0], &outer, &len, &inner));
+    if (outer <= 0 || len <= 0 || inner <= 0) return NNQ_OK;
+    const float *y = nnq_f32(a->out[0]), *dy = nnq_f32(dyt); /* (outer, len, inner) */
+    float *dx = nnq_f32(dxt);                                /* same */
+    int64_t tiles = (inner + TILE - 1) / TILE, units = outer * tiles;
+    int nt = a->threads > 1 && outer * len * inner >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t u = 0; u < units; u++) {
+        int64_t o = u / tiles, c0 = (u % tiles) * TILE, off = o * len * inner + c0;
+        if (inner == 1) softmax_grad_row(y + off, dy + off, dx + off, len);
+        else softmax_grad_cols(y + off, dy + off, dx + off, len, inner,
+                               inner - c0 < TILE ? inner - c0 : TILE);
+    }
+    return NNQ_OK;
+}
+
 const nnq_op_def nnq_op_Softmax = {
     .op_type = "Softmax",
     .min_inputs = 1, .max_inputs = 1,
     .min_outputs = 1, .max_outputs = 1,
     .infer = softmax_infer,
     .forward = softmax_forward,
+    .backward = softmax_backward,
 };
