@@ -158,12 +158,15 @@ static nnq_status bn_forward(const nnq_op_args *a) {
         return NNQ_OK;
     }
 
-    if (!a->saved || a->saved_bytes < need) {
+    /* The trainer must keep the statistics for backward; a plain run of an
+     * ONNX training_mode=1 node has nowhere to keep them and needs not. */
+    bool keep = a->saved && a->saved_bytes >= need;
+    if (a->training && !keep) {
         free(mul);
         return nnq_op_fail(a, NNQ_ERR_INVALID, "batch statistics need %zu saved bytes, got %zu",
                            need, a->saved_bytes);
     }
-    float *saved_mean = a->saved, *saved_inv = saved_mean + s.c;
+    float *saved_mean = keep ? a->saved : NULL, *saved_inv = keep ? saved_mean + s.c : NULL;
     float momentum = nnq_node_attr_float(a->node, "momentum", 0.9f);
     /* The trainer's running statistics, updated in place (see op.h). */
     float *run_mean = a->training ? (float *)nnq_f32(a->in[3]) : NULL;
@@ -178,8 +181,10 @@ static nnq_status bn_forward(const nnq_op_args *a) {
         double mu, var;
         bn_channel_stats(&s, x, c, &mu, &var);
         float inv = (float)(1.0 / sqrt(var + (double)eps));
-        saved_mean[c] = (float)mu;
-        saved_inv[c] = inv;
+        if (saved_mean) {
+            saved_mean[c] = (float)mu;
+            saved_inv[c] = inv;
+        }
         mul[c] = scale[c] * inv;
         add[c] = shift[c] - (float)mu * mul[c];
         /* ONNX outputs first: in place, run_* may alias in_*. */

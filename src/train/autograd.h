@@ -45,7 +45,8 @@ nnq_status nnq_autograd_forward(nnq_autograd *ag, const nnq_tensor *inputs);
 const nnq_tensor *nnq_autograd_output(const nnq_autograd *ag, int i);
 /* Where the caller writes dL/d(output i) before backward (zero if unused). */
 nnq_tensor *nnq_autograd_output_grad(nnq_autograd *ag, int i);
-/* Accumulate dL/d(parameter) into the parameters' gradients. */
+/* Accumulate dL/d(parameter) into the parameters' gradients. Once per
+ * forward: gradient buffers are reused as the backward goes. */
 nnq_status nnq_autograd_backward(nnq_autograd *ag);
 
 /* Any value after a forward (all are kept). */
