@@ -11,6 +11,7 @@
 #include "check.h"
 #include "gradcheck.h"
 #include "ir/graph.h"
+#include "ops/gemm.h"
 #include "ops/op.h"
 
 /* Error bound for ops that are linear in each input: the central
@@ -138,16 +139,112 @@ static void test_conv(void) {
         {"3-D", 3, 2, 2, 3, 1, {5, 4, 4}, {3, 2, 3}, {1, 2, 1}, {1, 1, 1}, {1, 0, 1, 1, 1, 0}, NULL, true, false},
         {"3-D depthwise", 3, 1, 3, 3, 3, {5, 5, 6}, {3, 3, 3}, {2, 1, 2}, {1, 2, 1}, {1, 2, 1, 1, 2, 1}, NULL, true, false},
         /* large enough for the parallel paths (per-thread dW partials) */
-        {"parallel 3x3", 2, 4, 8, 8, 1, {16, 16}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
+        {"parallel 3x3", 2, 5, 8, 8, 1, {16, 16}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
         {"parallel 1x1", 2, 4, 32, 16, 1, {16, 16}, {1, 1}, {1, 1}, {1, 1}, {0}, NULL, true, false},
         {"parallel depthwise", 2, 3, 16, 16, 16, {20, 20}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
         /* one image: items fewer than threads, SGEMM threads instead */
         {"single image", 2, 1, 16, 16, 1, {24, 24}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
-        /* column matrix over the chunk cap: lines in several chunks */
-        {"chunked lines", 2, 1, 16, 2, 1, {100, 100}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
+        /* im2col: column matrix over the chunk cap, lines in several chunks */
+        {"chunked lines", 2, 1, 16, 2, 1, {200, 200}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
+        /* stride 1 with pads beyond the kernel extent: im2col, not taps */
+        {"3x3 pad3 (im2col)", 2, 2, 3, 4, 1, {5, 6}, {3, 3}, {1, 1}, {1, 1}, {3, 1, 2, 3}, NULL, true, false},
+        /* tap path edges: pads 0 and the full extent, unpadded, 1x1 grouped taps */
+        {"tap 5x3 pads 0/ext", 2, 2, 3, 5, 1, {9, 7}, {5, 3}, {1, 1}, {1, 1}, {0, 2, 4, 0}, NULL, true, false},
+        {"tap valid 2x2 grouped", 2, 2, 6, 9, 3, {6, 7}, {2, 2}, {1, 1}, {1, 1}, {0, 0, 0, 0}, NULL, true, false},
+        {"tap wide rows", 2, 3, 5, 7, 1, {3, 40}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int t = 1; t <= 2; t++) run_conv_case(&cases[i], t);
+}
+
+/* ---- Tap GEMM kernels (conv's stride-1 path) against plain loops, per ISA ---- */
+
+static const char *const tap_isas[3] = {"generic", "avx2", "avx512"};
+
+/* Back to the widest ISA the CPU has. */
+static void tap_isa_restore(void) {
+    for (int i = 2; i >= 0; i--)
+        if (nnq_tap_limit_isa(tap_isas[i])) return;
+}
+
+/* Sizes around every tile edge: rows 1..13 (tiles of 4, 6 and 8), columns
+ * not multiples of 8, 16 or 32, several channels and taps. */
+static void test_tap_kernels(void) {
+    static const int ms[4] = {1, 5, 8, 13}, ns[4] = {1, 7, 45, 100};
+    const int64_t off[4] = {0, 1, 6, 13};
+    const int taps = 4, chans = 3;
+    for (int isa = 0; isa < 3; isa++) {
+        if (!nnq_tap_limit_isa(tap_isas[isa])) continue;
+        double worst = 0;
+        for (int mi = 0; mi < 4; mi++)
+            for (int ni = 0; ni < 4; ni++) {
+                int m = ms[mi], n = ns[ni];
+                int64_t plane = n + 13 + NNQ_TAP_OVERRUN, ld = (n + 15) / 16 * 16;
+                int kk = chans * taps;
+                float *x = malloc(sizeof(float) * (size_t)(chans * plane));
+                float *a = malloc(sizeof(float) * (size_t)(m * kk));
+                float *y = malloc(sizeof(float) * (size_t)(m * n));
+                float *dy = calloc((size_t)(m * ld), sizeof(float));
+                float *dw = malloc(sizeof(float) * (size_t)(m * kk));
+                for (int64_t i = 0; i < chans * plane; i++) x[i] = frand();
+                for (int i = 0; i < m * kk; i++) a[i] = frand();
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) dy[i * ld + j] = frand();
+                for (int acc = 0; acc <= 1; acc++) {
+                    for (int i = 0; i < m * n; i++) y[i] = 0.5f;
+                    nnq_tap_gemm(m, n, chans, taps, a, kk, x, plane, off, y, n, acc);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double want = acc ? 0.5 : 0, mag = 1;
+                            for (int c = 0; c < chans; c++)
+                                for (int t = 0; t < taps; t++) {
+                                    double v = (double)a[i * kk + c * taps + t] * x[c * plane + off[t] + j];
+                                    want += v;
+                                    mag += fabs(v);
+                                }
+                            double e = fabs(y[i * n + j] - want) / mag;
+                            worst = e > worst ? e : worst;
+                        }
+                }
+                for (int i = 0; i < m * kk; i++) dw[i] = 0.25f;
+                nnq_tap_gemm_grad(m, n, chans, taps, dy, ld, x, plane, off, dw, kk);
+                for (int i = 0; i < m; i++)
+                    for (int k = 0; k < kk; k++) {
+                        double want = 0.25, mag = 1;
+                        for (int j = 0; j < n; j++) {
+                            double v = (double)dy[i * ld + j] * x[(k / taps) * plane + off[k % taps] + j];
+                            want += v;
+                            mag += fabs(v);
+                        }
+                        double e = fabs(dw[i * kk + k] - want) / mag;
+                        worst = e > worst ? e : worst;
+                    }
+                free(x);
+                free(a);
+                free(y);
+                free(dy);
+                free(dw);
+            }
+        fprintf(stderr, "  tap kernels (%s): max error %.1e of the terms' magnitude\n",
+                tap_isas[isa], worst);
+        CHECK(worst < 1e-6);
+    }
+    /* conv through each ISA's kernels, end to end */
+    static const conv_case cases[] = {
+        {"taps 3x3", 2, 3, 5, 7, 1, {6, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, false},
+        {"taps 2x3 dil grouped", 2, 2, 4, 6, 2, {7, 7}, {2, 3}, {1, 1}, {2, 1}, {1, 0, 2, 2}, NULL, true, false},
+    };
+    for (int isa = 0; isa < 3; isa++) {
+        if (!nnq_tap_limit_isa(tap_isas[isa])) continue;
+        for (int i = 0; i < 2; i++) {
+            conv_case cc = cases[i];
+            char what[64];
+            snprintf(what, sizeof what, "%s %s", cases[i].what, tap_isas[isa]);
+            cc.what = what;
+            run_conv_case(&cc, 1 + i);
+        }
+    }
+    tap_isa_restore();
 }
 
 /* ---- Gemm and MatMul ---- */
@@ -641,6 +738,7 @@ static void test_deterministic(void) {
 
 int main(void) {
     test_conv();
+    test_tap_kernels();
     test_gemm();
     test_matmul();
     test_bn_grad();

@@ -38,5 +38,7 @@ int cmd_info_run(int argc, char **argv);
 void cmd_info_help(FILE *fp);
 int cmd_eval_run(int argc, char **argv);
 void cmd_eval_help(FILE *fp);
+int cmd_train_run(int argc, char **argv);
+void cmd_train_help(FILE *fp);
 
 #endif

@@ -14,6 +14,8 @@ static const cli_command commands[] = {
      cmd_info_help},
     {"eval", "top-1 accuracy of a float model on Fashion-MNIST or .npy data", cmd_eval_run,
      cmd_eval_help},
+    {"train", "train a built-in architecture on Fashion-MNIST, export ONNX", cmd_train_run,
+     cmd_train_help},
     {"help", "show help for a command", help_run, help_help},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -4,7 +4,7 @@
 #include <string.h>
 
 static const nnq_arch archs[] = {
-    {"tiny", "2 conv + BN + ReLU + max-pool layers and a linear classifier; trains in seconds",
+    {"tiny", "two conv-BN-ReLU-max-pool layers and a linear layer; trains in seconds",
      nnq_model_tiny, 5e-4f},
     {"resnet20", "CIFAR ResNet-20 (16/32/64 channels, 3 blocks per stage, ~0.27M parameters)",
      nnq_model_resnet20, 5e-4f},

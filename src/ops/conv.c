@@ -1,11 +1,16 @@
 /* Conv over 1-3 spatial dims: X (N, C, D1..Dk), W (M, C/group, K1..Kk),
- * optional B (M) -> Y (N, M, O1..Ok).
+ * optional B (M) -> Y (N, M, O1..Ok), forward and backward.
  *
- * Depthwise convs (one input channel per group, 1-D/2-D) run a direct
- * kernel (AVX2 clone where the CPU has it); everything else is im2col +
- * SGEMM per (image, group, chunk of output lines), with 1x1 / stride-1 /
- * unpadded kernels reading X directly as the column matrix.
- * tests/test_ops_dense.c holds the plain-loop reference. */
+ * Four paths, chosen per conv by conv_make_plan:
+ *   - depthwise (one input channel per group, 1-D/2-D): direct kernels;
+ *   - direct (1x1, stride 1, unpadded): SGEMM on X itself;
+ *   - tap (stride 1, 1-D/2-D, pads within the kernel extent): tap GEMMs
+ *     (gemm.h) over a zero-padded copy of the input, no im2col;
+ *   - everything else: im2col + SGEMM per (image, group, chunk of lines).
+ * Backward: dX, dW and dB for every path, split over images with per-thread
+ * dW partials added in a fixed order (deterministic for a thread count).
+ * tests/test_ops_dense.c holds the plain-loop forward reference;
+ * tests/test_grad_dense.c checks backward against finite differences. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +40,15 @@ typedef struct conv_plan {
     int64_t lines;            /* OD * OH */
     int64_t chunks;           /* line chunks per (image, group) */
     int64_t chunk_lines;      /* lines per chunk (the last may have fewer) */
-    int64_t items;            /* n * group * chunks */
+    int64_t items;            /* blocks * group * chunks */
     bool depthwise;           /* direct kernel */
     bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
+    bool tap;                 /* tap-GEMM path (see "Tap path" below) */
+    int64_t taps;             /* KH * KW */
+    int64_t hp, wp;           /* tap path: padded input height and width */
+    int64_t slack;            /* tap path: readable floats past the last plane */
+    int64_t imgs;             /* tap path: images side by side per item; else 1 */
+    int64_t blocks;           /* ceil(n / imgs) */
     int threads;
     int max_threads;          /* a->threads, or 1 for a conv too small to split */
     size_t col_floats;        /* one thread's im2col buffer */
@@ -98,6 +109,80 @@ static nnq_status conv_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], NNQ_DT_FLOAT, a->in[0]->rank, dims);
 }
 
+/* ---- Tap path ----
+ * A stride-1 conv over a zero-padded input whose rows are laid end to end
+ * is a sum of shifted copies. Put the padded images of a block side by
+ * side (image i at columns [i*wp, (i+1)*wp) of rows ld = imgs*wp wide):
+ * output (oh, ow) of image i sits at oh*ld + i*wp + ow of a grid ld wide,
+ * and tap (kh, kw) reads the padded input at that position + kh*dh*ld +
+ * kw*dw. Grid columns ow >= OW of each image are computed and dropped
+ * (a valid output never reads past its own image). nnq_tap_gemm runs that
+ * sum register-tiled straight from the padded planes; several small
+ * images per call keep the rows long. Backward is the same form twice:
+ * dX is the correlation of a padded dY with the flipped, transposed
+ * kernel, dW the products of dY with the shifted input
+ * (nnq_tap_gemm_grad). */
+#define TAP_MAX 64     /* kernel taps (KH * KW) the path takes; more: im2col */
+#define TAP_COLS 1024  /* grid columns per call worth batching images for */
+
+static int64_t tap_round(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+/* Stride 1, at most 2 spatial dims, and pads within the dilated kernel's
+ * extent on each side (so the padded dY of backward holds all of dY). */
+static bool tap_eligible(const nnq_window *w) {
+    if (w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1 || w->pad_begin[0] != 0 ||
+        w->pad_end[0] != 0)
+        return false;
+    if (w->kernel[1] * w->kernel[2] > TAP_MAX) return false;
+    for (int d = 1; d < 3; d++) {
+        int64_t ext = (w->kernel[d] - 1) * w->dilation[d];
+        if (w->stride[d] != 1 || w->pad_begin[d] < 0 || w->pad_begin[d] > ext ||
+            w->pad_end[d] < 0 || w->pad_end[d] > ext)
+            return false;
+    }
+    return true;
+}
+
+/* Tap t = kh * KW + kw reads at off[t] = kh*dh*ld + kw*dw from its output. */
+static void tap_offsets(const nnq_window *w, int64_t ld, int64_t *off) {
+    for (int64_t kh = 0; kh < w->kernel[1]; kh++)
+        for (int64_t kw = 0; kw < w->kernel[2]; kw++)
+            off[kh * w->kernel[2] + kw] = kh * w->dilation[1] * ld + kw * w->dilation[2];
+}
+
+/* Zero-padded planes of one image: dst plane c (at c * cstride, rows ld
+ * apart) row r < rows holds source row r + row0 - top at columns
+ * [left, left + sw) of its seg columns, zeros in the rest of them. Sources
+ * are chans planes of sh x sw (stride src_plane). */
+static void tap_pad_planes(const float *src, int64_t chans, int64_t src_plane, int64_t sh,
+                           int64_t sw, int64_t top, int64_t left, int64_t row0, int64_t rows,
+                           int64_t seg, int64_t ld, int64_t cstride, float *dst) {
+    for (int64_t c = 0; c < chans; c++) {
+        const float *sc = src + c * src_plane;
+        float *dc = dst + c * cstride;
+        for (int64_t r = 0; r < rows; r++) {
+            float *d = dc + r * ld;
+            int64_t sr = r + row0 - top;
+            if (sr < 0 || sr >= sh) {
+                memset(d, 0, sizeof(float) * (size_t)seg);
+                continue;
+            }
+            memset(d, 0, sizeof(float) * (size_t)left);
+            memcpy(d + left, sc + sr * sw, sizeof(float) * (size_t)sw);
+            memset(d + left + sw, 0, sizeof(float) * (size_t)(seg - left - sw));
+        }
+    }
+}
+
+/* Images per tap block: enough for TAP_COLS grid columns from `cols` per
+ * image, but no fewer blocks than threads. */
+static int64_t tap_block_images(int64_t n, int64_t cols, int threads) {
+    int64_t want = cols > 0 ? (TAP_COLS + cols - 1) / cols : 1;
+    int64_t fair = (n + threads - 1) / threads;
+    int64_t imgs = want < fair ? want : fair;
+    return imgs < 1 ? 1 : imgs;
+}
+
 static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     nnq_window win;
     NNQ_TRY(check_inputs(a));
@@ -123,8 +208,15 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     for (int d = 0; d < 3; d++)
         p->direct = p->direct && w->kernel[d] == 1 && w->stride[d] == 1 && w->pad_begin[d] == 0 &&
                     w->pad_end[d] == 0;
+    p->tap = !p->depthwise && !p->direct && tap_eligible(w);
+    p->taps = w->kernel[1] * w->kernel[2];
+    p->hp = w->in[1] + w->pad_begin[1] + w->pad_end[1];
+    p->wp = w->in[2] + w->pad_begin[2] + w->pad_end[2];
+    p->slack = tap_round((w->kernel[2] - 1) * w->dilation[2] + NNQ_TAP_OVERRUN);
     p->lines = w->out[0] * w->out[1];
-    int64_t tasks = p->n * p->group;
+    p->imgs = p->tap ? tap_block_images(p->n, w->out[1] * p->wp, p->max_threads) : 1;
+    p->blocks = (p->n + p->imgs - 1) / p->imgs;
+    int64_t tasks = p->blocks * p->group;
     p->chunks = 1;
     if (tasks > 0 && tasks < p->threads) p->chunks = (p->threads + tasks - 1) / tasks;
     if (p->chunks > p->lines) p->chunks = p->lines > 0 ? p->lines : 1;
@@ -132,6 +224,12 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     p->items = tasks * p->chunks;
     if (p->items < p->threads) p->threads = p->items > 0 ? (int)p->items : 1;
     p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->chunk_lines * w->out[2]);
+    if (p->tap) { /* padded input rows of a chunk, then its outputs on the grid */
+        int64_t prows = p->chunk_lines + (w->kernel[1] - 1) * w->dilation[1];
+        int64_t ld = p->imgs * p->wp;
+        p->col_floats = (size_t)(tap_round(p->cg * prows * ld + p->slack) +
+                                 tap_round(p->mg * p->chunk_lines * ld));
+    }
 
     int64_t check[4] = {p->mg, p->out_size, p->rows, p->in_size};
     if (!nnq_blas_dims_fit(4, check))
@@ -149,15 +247,43 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
 
 typedef struct conv_bwd_plan {
     int threads;          /* 1: items in sequence, SGEMM on a->threads */
-    int64_t items;        /* n * group */
+    int64_t imgs;         /* images per item (tap path; else 1) */
+    int64_t items;        /* ceil(n / imgs) * group */
     int64_t chunk_lines;
     size_t col_floats;    /* one thread's column buffer */
     size_t dw_floats;     /* one thread's dW partial (0 with one thread) */
 } conv_bwd_plan;
 
+/* Tap path, per block of images (p->imgs, side by side) and group: the
+ * dW step holds the padded inputs (hp rows of ld = imgs*wp) and dY on the
+ * grid (OH rows of ld, zero outside each image's OH x OW); the dX step
+ * dY padded to hp2 x wp2 per image (offset by the kernel extent less the
+ * pads: top, left) and dX on a grid of H rows of imgs*wp2. The steps
+ * share one buffer. */
+typedef struct tap_bwd_geom {
+    int64_t hp2, wp2;             /* dX step: padded dY of one image */
+    int64_t top, left;            /* where dY's (0, 0) sits in it */
+} tap_bwd_geom;
+
+static void tap_bwd_geometry(const conv_plan *p, tap_bwd_geom *t) {
+    const nnq_window *w = &p->w;
+    int64_t exth = (w->kernel[1] - 1) * w->dilation[1], extw = (w->kernel[2] - 1) * w->dilation[2];
+    t->hp2 = w->in[1] + exth;
+    t->wp2 = w->in[2] + extw;
+    t->top = exth - w->pad_begin[1];
+    t->left = extw - w->pad_begin[2];
+}
+
+/* Row length of the dW step's dY for nb images, padded for the kernel. */
+static int64_t tap_grad_cols(const conv_plan *p, int64_t nb) {
+    int64_t n = p->w.out[1] * nb * p->wp;
+    return (n + NNQ_TAP_GRAD_ALIGN - 1) / NNQ_TAP_GRAD_ALIGN * NNQ_TAP_GRAD_ALIGN;
+}
+
 static void conv_bwd_make_plan(const conv_plan *p, conv_bwd_plan *b) {
     memset(b, 0, sizeof *b);
-    b->items = p->n * p->group;
+    b->imgs = p->imgs;
+    b->items = p->blocks * p->group;
     int nt = p->max_threads;
     if (b->items < nt) nt = b->items > 0 ? (int)b->items : 1;
     b->threads = nt;
@@ -166,12 +292,23 @@ static void conv_bwd_make_plan(const conv_plan *p, conv_bwd_plan *b) {
     if (b->chunk_lines < 1) b->chunk_lines = 1;
     if (b->chunk_lines > p->lines) b->chunk_lines = p->lines > 0 ? p->lines : 1;
     b->col_floats = p->depthwise || p->direct ? 0 : (size_t)(per_line * b->chunk_lines);
+    if (p->tap) {
+        tap_bwd_geom t;
+        tap_bwd_geometry(p, &t);
+        size_t dw_step = (size_t)(tap_round(p->cg * p->hp * p->imgs * p->wp + p->slack) +
+                                  tap_round(p->mg * tap_grad_cols(p, p->imgs)));
+        size_t dx_step = (size_t)(tap_round(p->mg * t.hp2 * p->imgs * t.wp2 + p->slack) +
+                                  tap_round(p->cg * p->w.in[1] * p->imgs * t.wp2));
+        b->col_floats = dw_step > dx_step ? dw_step : dx_step;
+    }
     b->dw_floats = nt > 1 && !p->depthwise ? (size_t)(p->m * p->rows) : 0;
 }
 
-/* Floats of scratch backward uses (column buffers, then dW partials). */
-static size_t conv_bwd_floats(const conv_bwd_plan *b) {
-    return (b->col_floats + b->dw_floats) * (size_t)b->threads;
+/* Floats of scratch backward uses: per-thread buffers, dW partials, and
+ * on the tap path the flipped, transposed kernel. */
+static size_t conv_bwd_floats(const conv_plan *p, const conv_bwd_plan *b) {
+    size_t wt = p->tap ? (size_t)tap_round(p->m * p->rows) : 0;
+    return (b->col_floats + b->dw_floats) * (size_t)b->threads + wt;
 }
 
 static size_t conv_scratch(const nnq_op_args *a) {
@@ -181,7 +318,7 @@ static size_t conv_scratch(const nnq_op_args *a) {
     if (!a->training) return fwd;
     conv_bwd_plan b;
     conv_bwd_make_plan(&p, &b);
-    size_t bwd = conv_bwd_floats(&b) * sizeof(float);
+    size_t bwd = conv_bwd_floats(&p, &b) * sizeof(float);
     return bwd > fwd ? bwd : fwd;
 }
 
@@ -260,6 +397,41 @@ static void conv_item(const conv_plan *p, const float *x, const float *wt, const
     nnq_sgemm(false, false, (int)p->mg, (int)cols, (int)p->rows, 1.0f, wt + g * p->mg * p->rows,
               (int)p->rows, b, (int)ldb, 0.0f, yg, (int)p->out_size, 1);
     if (bias) add_bias(yg, bias + g * p->mg, p->mg, cols, p->out_size);
+}
+
+/* Tap-path work item: output lines [l0, l1) of a block of images in
+ * group g. The padded input rows they read go to buf, side by side, the
+ * outputs on the grid after them; then the valid columns move to Y, plus
+ * the bias. */
+static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, const float *bias,
+                          float *y, int64_t item, float *buf) {
+    const nnq_window *w = &p->w;
+    int64_t task = item / p->chunks, chunk = item % p->chunks;
+    int64_t blk = task / p->group, g = task % p->group;
+    int64_t n0 = blk * p->imgs, nb = p->n - n0 < p->imgs ? p->n - n0 : p->imgs;
+    int64_t l0 = chunk * p->chunk_lines, l1 = l0 + p->chunk_lines;
+    if (l1 > p->lines) l1 = p->lines;
+    if (l0 >= l1) return;
+    const int64_t wp = p->wp, ld = nb * wp, ow = w->out[2], lines = l1 - l0, cols = lines * ld;
+    const int64_t prows = lines + (w->kernel[1] - 1) * w->dilation[1], cstride = prows * ld;
+    float *xb = buf, *yb = buf + tap_round(p->cg * cstride + p->slack);
+    int64_t off[TAP_MAX];
+    for (int64_t i = 0; i < nb; i++)
+        tap_pad_planes(x + ((n0 + i) * p->c + g * p->cg) * p->in_size, p->cg, p->in_size,
+                       w->in[1], w->in[2], w->pad_begin[1], w->pad_begin[2], l0, prows, wp, ld,
+                       cstride, xb + i * wp);
+    memset(xb + p->cg * cstride, 0, sizeof(float) * (size_t)p->slack);
+    tap_offsets(w, ld, off);
+    nnq_tap_gemm((int)p->mg, cols, (int)p->cg, (int)p->taps, wt + g * p->mg * p->rows, p->rows,
+                 xb, cstride, off, yb, cols, false);
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t m = 0; m < p->mg; m++) {
+            float b = bias ? bias[g * p->mg + m] : 0.0f;
+            float *ym = y + ((n0 + i) * p->m + g * p->mg + m) * p->out_size + l0 * ow;
+            const float *src = yb + m * cols + i * wp;
+            for (int64_t l = 0; l < lines; l++)
+                for (int64_t o = 0; o < ow; o++) ym[l * ow + o] = src[l * ld + o] + b;
+        }
 }
 
 /* Output column o of a depthwise row, checking each tap's range. */
@@ -401,7 +573,8 @@ static nnq_status conv_forward(const nnq_op_args *a) {
     for (int64_t item = 0; item < p.items; item++) {
         float *col = col_bytes ? (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats
                                : NULL;
-        conv_item(&p, x, wt, bias, y, item, col);
+        if (p.tap) conv_tap_item(&p, x, wt, bias, y, item, col);
+        else conv_item(&p, x, wt, bias, y, item, col);
     }
     return NNQ_OK;
 }
@@ -500,6 +673,77 @@ static void conv_bwd_item(const conv_plan *p, const conv_bwd_plan *b, const conv
             }
         }
     }
+}
+
+/* Tap-path backward of the images of block blk in group g (item = blk *
+ * group + g): dw (M, rows; NULL when not needed) += dY_g x shifted input
+ * taps; dX += correlation of the padded dY with wflip, the kernel
+ * transposed and flipped per group: wflip[g][c][m * taps + t] =
+ * W[g*mg + m][c][taps-1-t]. */
+static void conv_bwd_tap_item(const conv_plan *p, const conv_bwd_plan *b, const conv_grads *g,
+                              const float *wflip, float *dw, int64_t item, float *buf) {
+    const nnq_window *w = &p->w;
+    const int64_t blk = item / p->group, grp = item % p->group;
+    const int64_t n0 = blk * b->imgs, nb = p->n - n0 < b->imgs ? p->n - n0 : b->imgs;
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], wp = p->wp;
+    tap_bwd_geom t;
+    tap_bwd_geometry(p, &t);
+    int64_t off[TAP_MAX];
+    if (dw) {
+        const int64_t ld = nb * wp, cstride = p->hp * ld, cols = OH * ld;
+        const int64_t ncols = tap_grad_cols(p, nb);
+        float *xb = buf, *dyb = buf + tap_round(p->cg * cstride + p->slack);
+        for (int64_t i = 0; i < nb; i++) {
+            int64_t n = n0 + i;
+            tap_pad_planes(g->x + (n * p->c + grp * p->cg) * p->in_size, p->cg, p->in_size, H, W,
+                           w->pad_begin[1], w->pad_begin[2], 0, p->hp, wp, ld, cstride,
+                           xb + i * wp);
+            /* dY at the same grid positions, zero in the dropped columns */
+            tap_pad_planes(g->dy + (n * p->m + grp * p->mg) * p->out_size, p->mg, p->out_size,
+                           OH, OW, 0, 0, 0, OH, wp, ld, ncols, dyb + i * wp);
+        }
+        memset(xb + p->cg * cstride, 0, sizeof(float) * (size_t)p->slack);
+        for (int64_t m = 0; m < p->mg; m++)
+            memset(dyb + m * ncols + cols, 0, sizeof(float) * (size_t)(ncols - cols));
+        tap_offsets(w, ld, off);
+        nnq_tap_gemm_grad((int)p->mg, cols, (int)p->cg, (int)p->taps, dyb, ncols, xb, cstride,
+                          off, dw + grp * p->mg * p->rows, p->rows);
+    }
+    if (g->dx) {
+        const int64_t ld = nb * t.wp2, cstride = t.hp2 * ld, cols = H * ld;
+        float *dyp = buf, *dxb = buf + tap_round(p->mg * cstride + p->slack);
+        for (int64_t i = 0; i < nb; i++)
+            tap_pad_planes(g->dy + ((n0 + i) * p->m + grp * p->mg) * p->out_size, p->mg,
+                           p->out_size, OH, OW, t.top, t.left, 0, t.hp2, t.wp2, ld, cstride,
+                           dyp + i * t.wp2);
+        memset(dyp + p->mg * cstride, 0, sizeof(float) * (size_t)p->slack);
+        tap_offsets(w, ld, off);
+        nnq_tap_gemm((int)p->cg, cols, (int)p->mg, (int)p->taps,
+                     wflip + grp * p->cg * p->mg * p->taps, p->mg * p->taps, dyp, cstride, off,
+                     dxb, cols, false);
+        for (int64_t i = 0; i < nb; i++) {
+            float *dxg = g->dx + ((n0 + i) * p->c + grp * p->cg) * p->in_size;
+            for (int64_t c = 0; c < p->cg; c++)
+                for (int64_t ih = 0; ih < H; ih++) {
+                    float *d = dxg + c * p->in_size + ih * W;
+                    const float *s = dxb + c * cols + ih * ld + i * t.wp2;
+                    #pragma omp simd
+                    for (int64_t iw = 0; iw < W; iw++) d[iw] += s[iw];
+                }
+        }
+    }
+}
+
+/* wflip[g][c][m * taps + t] = W[g*mg + m][c][taps - 1 - t]. */
+static void tap_flip_weights(const conv_plan *p, const float *wt, float *wflip) {
+    const int64_t taps = p->taps;
+    for (int64_t g = 0; g < p->group; g++)
+        for (int64_t c = 0; c < p->cg; c++)
+            for (int64_t m = 0; m < p->mg; m++) {
+                const float *src = wt + ((g * p->mg + m) * p->cg + c) * taps;
+                float *dst = wflip + ((g * p->cg + c) * p->mg + m) * taps;
+                for (int64_t t = 0; t < taps; t++) dst[t] = src[taps - 1 - t];
+            }
 }
 
 /* dB[m] += dY[:, m] summed over images and space; channels split over
@@ -613,29 +857,36 @@ static nnq_status conv_backward(const nnq_op_args *a) {
         return NNQ_OK;
     }
     conv_bwd_make_plan(&p, &b);
-    size_t need = conv_bwd_floats(&b) * sizeof(float);
+    size_t need = conv_bwd_floats(&p, &b) * sizeof(float);
     float *work = a->scratch && a->scratch_bytes >= need ? a->scratch : NULL;
     if (need && !work) { /* the caller sized scratch for inference only */
         owned = aligned_alloc(64, (need + 63) / 64 * 64);
         if (!owned) return nnq_op_fail(a, NNQ_ERR_NOMEM, "out of memory (%zu bytes)", need);
         work = owned;
     }
+    /* Layout: per-thread buffers, dW partials, flipped kernel (tap path). */
+    float *parts = work + (size_t)b.threads * b.col_floats;
+    float *wflip = parts + (size_t)(b.threads - 1) * b.dw_floats;
+    if (p.tap && dx) tap_flip_weights(&p, g.wt, wflip);
     if (b.threads == 1) {
-        for (int64_t item = 0; item < b.items; item++)
-            conv_bwd_item(&p, &b, &g, dw, item, work, p.max_threads);
+        for (int64_t item = 0; item < b.items; item++) {
+            if (p.tap) conv_bwd_tap_item(&p, &b, &g, wflip, dw, item, work);
+            else conv_bwd_item(&p, &b, &g, dw, item, work, p.max_threads);
+        }
         free(owned);
         return NNQ_OK;
     }
     /* Thread 0 sums into dW itself, thread t > 0 into partial t - 1. */
-    float *parts = work + (size_t)b.threads * b.col_floats;
     if (dw) memset(parts, 0, sizeof(float) * b.dw_floats * (size_t)(b.threads - 1));
     #pragma omp parallel num_threads(b.threads)
     {
         int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *mine = !dw ? NULL : t == 0 ? dw : parts + (size_t)(t - 1) * b.dw_floats;
         float *col = work + (size_t)t * b.col_floats;
-        for (int64_t item = b.items * t / nt; item < b.items * (t + 1) / nt; item++)
-            conv_bwd_item(&p, &b, &g, mine, item, col, 1);
+        for (int64_t item = b.items * t / nt; item < b.items * (t + 1) / nt; item++) {
+            if (p.tap) conv_bwd_tap_item(&p, &b, &g, wflip, mine, item, col);
+            else conv_bwd_item(&p, &b, &g, mine, item, col, 1);
+        }
     }
     if (dw) {
         const int64_t len = (int64_t)b.dw_floats;

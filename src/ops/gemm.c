@@ -28,6 +28,208 @@ void nnq_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* ---- Tap GEMMs (see gemm.h) ----
+ * Register-tiled kernels written once with GCC vector extensions
+ * (DEFINE_TAP_KERNELS) and compiled three times, the ISA in the name:
+ * 16-float vectors for AVX-512, 8-float vectors for AVX2+FMA, and 8-float
+ * vectors for the baseline ISA (as SSE pairs); run-time dispatch picks the
+ * widest the CPU has. The forward tile keeps MB rows x NV vectors of y in
+ * registers and broadcasts one weight per row and tap; the gradient tile
+ * keeps GMB rows of dy x GKB shifted x rows of dot products in vector
+ * form, summed across lanes at the end. */
+
+typedef float v8sf __attribute__((vector_size(8 * sizeof(float))));
+typedef float v16sf __attribute__((vector_size(16 * sizeof(float))));
+
+#define TAP_MB_MAX 8 /* bounds of the tile arrays below */
+#define TAP_NV_MAX 2
+#define GRAD_MB_MAX 4
+#define GRAD_KB_MAX 4
+
+/* Sum of a vector's lanes in a fixed order (pairwise), any width. */
+#define LANE_SUM(v, VW, out)                                                                 \
+    do {                                                                                     \
+        float lanes_[VW];                                                                    \
+        memcpy(lanes_, &(v), sizeof lanes_);                                                 \
+        for (int w_ = VW / 2; w_ >= 1; w_ /= 2)                                              \
+            for (int l_ = 0; l_ < w_; l_++) lanes_[l_] += lanes_[l_ + w_];                   \
+        (out) = lanes_[0];                                                                   \
+    } while (0)
+
+#define DEFINE_TAP_KERNELS(SFX, TARGET, VT, VW, MB_, NV_, GMB_, GKB_)                        \
+    /* Rows [0, MB) x columns [0, NV*VW) of y, from x shifted by j already. */               \
+    static inline __attribute__((always_inline)) void tap_tile_##SFX(                        \
+        const int MB, const float *a, int64_t lda, const float *x, int64_t plane,            \
+        const int64_t *off, int taps, int chans, float *y, int64_t ldy, int64_t cols,        \
+        bool accumulate) {                                                                   \
+        VT acc[TAP_MB_MAX][TAP_NV_MAX];                                                      \
+        _Pragma("GCC unroll 8") for (int i = 0; i < MB; i++)                                 \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV_; v++) acc[i][v] = (VT){0};       \
+        for (int c = 0; c < chans; c++) {                                                    \
+            const float *xc = x + c * plane, *ac = a + c * taps;                             \
+            for (int t = 0; t < taps; t++) {                                                 \
+                VT xv[TAP_NV_MAX];                                                           \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NV_; v++)                        \
+                    memcpy(&xv[v], xc + off[t] + v * VW, sizeof xv[v]);                      \
+                _Pragma("GCC unroll 8") for (int i = 0; i < MB; i++) {                       \
+                    float w = ac[i * lda + t];                                               \
+                    _Pragma("GCC unroll 2") for (int v = 0; v < NV_; v++)                    \
+                        acc[i][v] += w * xv[v];                                              \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        _Pragma("GCC unroll 8") for (int i = 0; i < MB; i++) {                               \
+            float *yr = y + i * ldy, out[TAP_NV_MAX * VW];                                   \
+            memcpy(out, acc[i], sizeof(VT) * NV_);                                           \
+            if (accumulate)                                                                  \
+                for (int64_t j = 0; j < cols; j++) yr[j] += out[j];                          \
+            else                                                                             \
+                memcpy(yr, out, sizeof(float) * (size_t)cols);                               \
+        }                                                                                    \
+    }                                                                                        \
+    /* dw[i, k] for MB rows of dy and KB rows of x (pointers xk), j < n_pad. */              \
+    static inline __attribute__((always_inline)) void tap_grad_tile_##SFX(                   \
+        const int MB, const int KB, const float *dy, int64_t lddy, const float *const *xk,   \
+        int64_t n_pad, float *dw, int64_t lddw) {                                            \
+        VT acc[GRAD_MB_MAX][GRAD_KB_MAX];                                                    \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MB; i++)                                 \
+            _Pragma("GCC unroll 4") for (int k = 0; k < KB; k++) acc[i][k] = (VT){0};        \
+        for (int64_t j = 0; j < n_pad; j += VW) {                                            \
+            VT d[GRAD_MB_MAX];                                                               \
+            _Pragma("GCC unroll 4") for (int i = 0; i < MB; i++)                             \
+                memcpy(&d[i], dy + i * lddy + j, sizeof d[i]);                               \
+            _Pragma("GCC unroll 4") for (int k = 0; k < KB; k++) {                           \
+                VT xv;                                                                       \
+                memcpy(&xv, xk[k] + j, sizeof xv);                                           \
+                _Pragma("GCC unroll 4") for (int i = 0; i < MB; i++) acc[i][k] += d[i] * xv; \
+            }                                                                                \
+        }                                                                                    \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MB; i++)                                 \
+            _Pragma("GCC unroll 4") for (int k = 0; k < KB; k++) {                           \
+                float s_;                                                                    \
+                LANE_SUM(acc[i][k], VW, s_);                                                 \
+                dw[i * lddw + k] += s_;                                                      \
+            }                                                                                \
+    }                                                                                        \
+    TARGET static void tap_gemm_##SFX(int m, int64_t n, int chans, int taps, const float *a, \
+                                      int64_t lda, const float *x, int64_t plane,            \
+                                      const int64_t *off, float *y, int64_t ldy, bool acc) { \
+        const int64_t step = NV_ * VW;                                                       \
+        for (int i0 = 0; i0 < m; i0 += MB_) {                                                \
+            int mb = m - i0 < MB_ ? m - i0 : MB_;                                            \
+            const float *ai = a + i0 * lda;                                                  \
+            float *yi = y + i0 * ldy;                                                        \
+            for (int64_t j = 0; j < n; j += step) {                                          \
+                int64_t cols = n - j < step ? n - j : step;                                  \
+                const float *xj = x + j;                                                     \
+                float *yj = yi + j;                                                          \
+                switch (mb) { /* constant tile heights: registers, not memory */             \
+                case 8: tap_tile_##SFX(8, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 7: tap_tile_##SFX(7, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 6: tap_tile_##SFX(6, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 5: tap_tile_##SFX(5, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 4: tap_tile_##SFX(4, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 3: tap_tile_##SFX(3, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                case 2: tap_tile_##SFX(2, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                default: tap_tile_##SFX(1, ai, lda, xj, plane, off, taps, chans, yj, ldy, cols, acc); break; \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    TARGET static void tap_gemm_grad_##SFX(int m, int64_t n, int chans, int taps,            \
+                                           const float *dy, int64_t lddy, const float *x,    \
+                                           int64_t plane, const int64_t *off, float *dw,     \
+                                           int64_t lddw) {                                   \
+        const int64_t n_pad = (n + VW - 1) / VW * VW;                                        \
+        const int kk = chans * taps;                                                         \
+        for (int i0 = 0; i0 < m; i0 += GMB_) {                                               \
+            int mb = m - i0 < GMB_ ? m - i0 : GMB_;                                          \
+            const float *dyi = dy + i0 * lddy;                                               \
+            for (int k0 = 0; k0 < kk; k0 += GKB_) {                                          \
+                int kb = kk - k0 < GKB_ ? kk - k0 : GKB_;                                    \
+                const float *xk[GRAD_KB_MAX];                                                \
+                for (int k = 0; k < kb; k++)                                                 \
+                    xk[k] = x + ((k0 + k) / taps) * plane + off[(k0 + k) % taps];            \
+                float *d = dw + i0 * lddw + k0;                                              \
+                switch (mb * 8 + kb) {                                                       \
+                case 4 * 8 + 4: tap_grad_tile_##SFX(4, 4, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 4 * 8 + 3: tap_grad_tile_##SFX(4, 3, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 4 * 8 + 2: tap_grad_tile_##SFX(4, 2, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 4 * 8 + 1: tap_grad_tile_##SFX(4, 1, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 3 * 8 + 4: tap_grad_tile_##SFX(3, 4, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 3 * 8 + 3: tap_grad_tile_##SFX(3, 3, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 3 * 8 + 2: tap_grad_tile_##SFX(3, 2, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 3 * 8 + 1: tap_grad_tile_##SFX(3, 1, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 2 * 8 + 4: tap_grad_tile_##SFX(2, 4, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 2 * 8 + 3: tap_grad_tile_##SFX(2, 3, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 2 * 8 + 2: tap_grad_tile_##SFX(2, 2, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 2 * 8 + 1: tap_grad_tile_##SFX(2, 1, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 1 * 8 + 4: tap_grad_tile_##SFX(1, 4, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 1 * 8 + 3: tap_grad_tile_##SFX(1, 3, dyi, lddy, xk, n_pad, d, lddw); break; \
+                case 1 * 8 + 2: tap_grad_tile_##SFX(1, 2, dyi, lddy, xk, n_pad, d, lddw); break; \
+                default: tap_grad_tile_##SFX(1, 1, dyi, lddy, xk, n_pad, d, lddw); break;   \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+/* fp-contract: ISO C mode (-std=c11) leaves a * b + c unfused unless told. */
+DEFINE_TAP_KERNELS(avx512, __attribute__((target("avx512f"), optimize("fp-contract=fast"))),
+                   v16sf, 16, 8, 2, 4, 4)
+DEFINE_TAP_KERNELS(avx2fma, __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))),
+                   v8sf, 8, 6, 2, 4, 3)
+DEFINE_TAP_KERNELS(generic, , v8sf, 8, 6, 2, 4, 3)
+
+typedef enum tap_isa { TAP_UNKNOWN, TAP_GENERIC, TAP_AVX2FMA, TAP_AVX512 } tap_isa;
+
+static tap_isa tap_isa_limit = TAP_AVX512; /* lowered by tests only */
+
+static tap_isa tap_cpu_best(void) {
+    static tap_isa isa = TAP_UNKNOWN; /* benign race: every thread finds the same value */
+    if (isa == TAP_UNKNOWN) {
+        __builtin_cpu_init();
+        isa = __builtin_cpu_supports("avx512f")                                          ? TAP_AVX512
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? TAP_AVX2FMA
+                                                                                   : TAP_GENERIC;
+    }
+    return isa;
+}
+
+static tap_isa tap_cpu(void) {
+    tap_isa best = tap_cpu_best();
+    return best < tap_isa_limit ? best : tap_isa_limit;
+}
+
+bool nnq_tap_limit_isa(const char *isa) {
+    tap_isa want = strcmp(isa, "avx512") == 0    ? TAP_AVX512
+                   : strcmp(isa, "avx2") == 0    ? TAP_AVX2FMA
+                   : strcmp(isa, "generic") == 0 ? TAP_GENERIC
+                                                 : TAP_UNKNOWN;
+    if (want == TAP_UNKNOWN || want > tap_cpu_best()) return false;
+    tap_isa_limit = want;
+    return true;
+}
+
+void nnq_tap_gemm(int m, int64_t n, int chans, int taps, const float *a, int64_t lda,
+                  const float *x, int64_t plane, const int64_t *off, float *y, int64_t ldy,
+                  bool accumulate) {
+    switch (tap_cpu()) {
+    case TAP_AVX512: tap_gemm_avx512(m, n, chans, taps, a, lda, x, plane, off, y, ldy, accumulate); break;
+    case TAP_AVX2FMA: tap_gemm_avx2fma(m, n, chans, taps, a, lda, x, plane, off, y, ldy, accumulate); break;
+    default: tap_gemm_generic(m, n, chans, taps, a, lda, x, plane, off, y, ldy, accumulate); break;
+    }
+}
+
+void nnq_tap_gemm_grad(int m, int64_t n, int chans, int taps, const float *dy, int64_t lddy,
+                       const float *x, int64_t plane, const int64_t *off, float *dw,
+                       int64_t lddw) {
+    switch (tap_cpu()) {
+    case TAP_AVX512: tap_gemm_grad_avx512(m, n, chans, taps, dy, lddy, x, plane, off, dw, lddw); break;
+    case TAP_AVX2FMA: tap_gemm_grad_avx2fma(m, n, chans, taps, dy, lddy, x, plane, off, dw, lddw); break;
+    default: tap_gemm_grad_generic(m, n, chans, taps, dy, lddy, x, plane, off, dw, lddw); break;
+    }
+}
+
 bool nnq_blas_dims_fit(int count, const int64_t *dims) {
     for (int i = 0; i < count; i++)
         if (dims[i] < 0 || dims[i] > INT_MAX) return false;

@@ -237,6 +237,17 @@ static int cmp_block_off(const void *a, const void *b) {
     return (x->off > y->off) - (x->off < y->off);
 }
 
+typedef struct grad_start_key {
+    int start, value;
+} grad_start_key;
+
+/* Backward order: later start first; value index breaks ties. */
+static int cmp_start(const void *a, const void *b) {
+    const grad_start_key *x = a, *y = b;
+    if (x->start != y->start) return (x->start < y->start) - (x->start > y->start);
+    return (x->value > y->value) - (x->value < y->value);
+}
+
 static bool grad_in_arena(const nnq_autograd *ag, int v) {
     return ag->need_grad[v] && ag->g->values[v].producer >= 0 && !ag->g->values[v].is_initializer;
 }
@@ -250,7 +261,7 @@ static nnq_status plan_grads(nnq_autograd *ag) {
     size_t nv = (size_t)(g->n_values ? g->n_values : 1);
     grad_block *blocks = malloc(sizeof *blocks * nv), *live = malloc(sizeof *live * nv);
     size_t *off = malloc(sizeof *off * nv);
-    int *order = malloc(sizeof *order * nv);
+    grad_start_key *order = malloc(sizeof *order * nv);
     int n_blocks = 0, n_order = 0;
     size_t total = 0;
     if (!blocks || !live || !off || !order) {
@@ -258,11 +269,11 @@ static nnq_status plan_grads(nnq_autograd *ag) {
         goto done;
     }
     /* Values in the order their gradients start: outputs, then by node. */
-    for (int t = g->n_nodes; t >= 0; t--)
-        for (int v = 0; v < g->n_values; v++)
-            if (grad_in_arena(ag, v) && ag->grad_start[v] == t) order[n_order++] = v;
+    for (int v = 0; v < g->n_values; v++)
+        if (grad_in_arena(ag, v)) order[n_order++] = (grad_start_key){ag->grad_start[v], v};
+    qsort(order, (size_t)n_order, sizeof *order, cmp_start);
     for (int i = 0; i < n_order; i++) {
-        int v = order[i], t = ag->grad_start[v];
+        int v = order[i].value, t = order[i].start;
         size_t bytes;
         if ((s = nnq_tensor_nbytes(&ag->vals[v], &bytes)) != NNQ_OK) goto done;
         bytes = align_up(bytes ? bytes : 1);
