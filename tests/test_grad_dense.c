@@ -415,15 +415,18 @@ static void test_bn_grad(void) {
         gradcheck_spec s = gradcheck_defaults("BatchNormalization", &node, 5, in);
         s.training = bc->training;
         s.wrt = wrt;
-        /* a step of 1e-2 * RMS: BN's curvature per element is O(1/count), well
-         * below the float rounding a smaller step would bring out */
-        s.eps = 1e-2;
+        /* Batch statistics curve the loss by O(1/count) per element: a step
+         * of 3e-3 * RMS keeps the O(h^2) term small for small batches; big
+         * ones take 1e-2, where a smaller step would bring out the float
+         * rounding of the channel's mean instead. */
+        s.eps = bc->training && nnq_tensor_numel(&x) / c < 100 ? 3e-3 : 1e-2;
         s.samples = nnq_tensor_numel(&x) > 4000 ? 40 : 120;
         for (int t = 1; t <= 2; t++) {
             char what[96];
             snprintf(what, sizeof what, "BN %s t%d", bc->what, t);
             s.threads = t;
-            gradcheck_expect(what, &s, bc->training ? TOL_NONLINEAR : TOL_LINEAR);
+            /* eval: the running variance enters through 1/sqrt, curved too */
+            gradcheck_expect(what, &s, TOL_NONLINEAR);
         }
         node_free(&node);
         nnq_tensor_release(&x);

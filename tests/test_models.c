@@ -3,9 +3,11 @@
  * the seed and has the documented statistics; `tiny` computes exactly the
  * network its comment describes; a built model survives an ONNX round
  * trip. */
+#define _POSIX_C_SOURCE 200809L /* getpid */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "models/builder.h"
@@ -328,7 +330,8 @@ static void test_tiny_reference(void) {
 
 /* Export -> import gives the same logits bit for bit. */
 static void test_onnx_round_trip(void) {
-    const char *path = "build-test-models-rt.onnx";
+    char path[64]; /* outside the repository, unique per process */
+    snprintf(path, sizeof path, "/tmp/nnq-test-models-%ld.onnx", (long)getpid());
     for (int i = 0; i < nnq_arch_count(); i++) {
         nnq_graph *g = NULL, *h = NULL;
         CHECK_OK(nnq_model_build(nnq_arch_at(i)->name, 2, &g));

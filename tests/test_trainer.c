@@ -4,10 +4,12 @@
  * uninterrupted run bit for bit, checkpoints are validated, and the
  * exported ONNX model computes exactly what the trainer evaluated. Uses
  * Fashion-MNIST from the Debian package. */
+#define _POSIX_C_SOURCE 200809L /* getpid */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/fileio.h"
@@ -17,13 +19,14 @@
 #include "onnx/onnx_io.h"
 #include "ops/executor.h"
 #include "train/autograd.h"
+#include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
 #include "train/params.h"
 #include "train/trainer.h"
 
-#define CKPT_PATH "build-test-trainer.ckpt"
-#define ONNX_PATH "build-test-trainer.onnx"
+/* Temporary files outside the repository, unique per process. */
+static char CKPT_PATH[64], ONNX_PATH[64];
 
 static nnq_dataset train_set, test_set;
 
@@ -165,6 +168,76 @@ static void test_accumulation(void) {
     nnq_autograd_free(ag);
     nnq_params_free(&ps);
     nnq_graph_free(g);
+}
+
+/* ---- batches ---- */
+
+/* Image (1 x 4 x 4) shifted by (dy - 1, dx - 1) with zeros coming in, then
+ * optionally mirrored: what RandomCrop(4, padding=1) + flip produce. */
+static void shifted(const float *src, int dy, int dx, bool flip, float *dst) {
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            int si = i + dy - 1, sj = (flip ? 3 - j : j) + dx - 1;
+            dst[i * 4 + j] = si >= 0 && si < 4 && sj >= 0 && sj < 4 ? src[si * 4 + sj] : 0.0f;
+        }
+}
+
+static void test_batches(void) {
+    float img[2][16];
+    int32_t lab[2] = {3, 7};
+    for (int k = 0; k < 32; k++) img[k / 16][k % 16] = (float)(k + 1);
+    nnq_dataset d = {.n = 2, .c = 1, .h = 4, .w = 4, .images = &img[0][0], .labels = lab,
+                     .n_classes = 10};
+    nnq_rng rng;
+    nnq_rng_seed(&rng, 1);
+    const int64_t idx[2] = {1, 0};
+    float out[32];
+    int32_t labels[2];
+    nnq_batch_gather(&d, idx, 2, NULL, &rng, out, labels);
+    CHECK(memcmp(out, img[1], sizeof img[1]) == 0 && memcmp(out + 16, img[0], sizeof img[0]) == 0);
+    CHECK(labels[0] == 7 && labels[1] == 3);
+
+    /* Every augmented sample is one of the 3 x 3 x 2 transforms, and in
+     * 1800 draws each transform shows up (expected 100 times each). */
+    nnq_augment aug = {.crop_pad = 1, .hflip = true};
+    int seen[18] = {0};
+    bool all_valid = true;
+    for (int t = 0; t < 1800; t++) {
+        nnq_batch_gather(&d, idx + 1, 1, &aug, &rng, out, NULL);
+        int match = -1;
+        for (int c = 0; c < 18 && match < 0; c++) {
+            float want[16];
+            shifted(img[0], c / 6, c / 2 % 3, c % 2, want);
+            if (memcmp(out, want, sizeof want) == 0) match = c;
+        }
+        if (match < 0) all_valid = false;
+        else seen[match]++;
+    }
+    CHECK(all_valid);
+    for (int c = 0; c < 18; c++) CHECK(seen[c] > 50 && seen[c] < 150);
+
+    /* Shuffles are permutations; below(n) stays below n; seeds repeat. */
+    int64_t perm[100];
+    for (int i = 0; i < 100; i++) perm[i] = i;
+    nnq_rng_shuffle(&rng, perm, 100);
+    bool hit[100] = {false}, moved = false;
+    for (int i = 0; i < 100; i++) {
+        if (perm[i] >= 0 && perm[i] < 100) hit[perm[i]] = true;
+        moved = moved || perm[i] != i;
+    }
+    bool all = true;
+    for (int i = 0; i < 100; i++) all = all && hit[i];
+    CHECK(all && moved);
+    nnq_rng a, b;
+    nnq_rng_seed(&a, 99);
+    nnq_rng_seed(&b, 99);
+    bool same = true, below = true;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = nnq_rng_below(&a, 7);
+        same = same && x == nnq_rng_below(&b, 7);
+        below = below && x < 7;
+    }
+    CHECK(same && below);
 }
 
 /* ---- training runs ---- */
@@ -397,12 +470,15 @@ static void test_config_errors(void) {
 }
 
 int main(void) {
+    snprintf(CKPT_PATH, sizeof CKPT_PATH, "/tmp/nnq-test-trainer-%ld.ckpt", (long)getpid());
+    snprintf(ONNX_PATH, sizeof ONNX_PATH, "/tmp/nnq-test-trainer-%ld.onnx", (long)getpid());
     nnq_status s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TRAIN, 6000, &train_set);
     if (s == NNQ_OK) s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, 2000, &test_set);
     if (s != NNQ_OK) {
         fprintf(stderr, "test_trainer: cannot load Fashion-MNIST: %s\n", nnq_last_error());
         return 1;
     }
+    test_batches();
     test_gradcheck();
     test_accumulation();
     test_overfit();

@@ -123,7 +123,7 @@ static nnq_status conv_infer(const nnq_op_args *a) {
  * kernel, dW the products of dY with the shifted input
  * (nnq_tap_gemm_grad). */
 #define TAP_MAX 64     /* kernel taps (KH * KW) the path takes; more: im2col */
-#define TAP_COLS 1024  /* grid columns per call worth batching images for */
+#define TAP_COLS 4096  /* grid columns per call worth batching images for */
 
 static int64_t tap_round(int64_t floats) { return (floats + 15) / 16 * 16; }
 
