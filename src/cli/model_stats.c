@@ -60,16 +60,6 @@ int64_t nnq_node_macs(const nnq_graph *g, int n, const nnq_tensor *shapes) {
     return 0;
 }
 
-static bool node_folded(const nnq_graph *g, const nnq_node *nd) {
-    bool any = false;
-    for (int k = 0; k < nd->n_outputs; k++) {
-        if (nd->outputs[k] < 0) continue;
-        if (!g->values[nd->outputs[k]].t.data) return false;
-        any = true;
-    }
-    return any;
-}
-
 nnq_status nnq_graph_macs(const nnq_graph *g, int64_t *out) {
     nnq_status s = NNQ_OK;
     *out = 0;
@@ -88,7 +78,7 @@ nnq_status nnq_graph_macs(const nnq_graph *g, int64_t *out) {
     if ((s = nnq_graph_infer_shapes(g, in, shapes)) != NNQ_OK) goto fail;
     int64_t total = 0;
     for (int n = 0; n < g->n_nodes; n++)
-        if (!node_folded(g, &g->nodes[n])) total += nnq_node_macs(g, n, shapes);
+        if (!nnq_node_outputs_constant(g, n)) total += nnq_node_macs(g, n, shapes);
     *out = total;
 fail:
     free(shapes);

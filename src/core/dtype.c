@@ -28,3 +28,11 @@ const char *nnq_dtype_name(nnq_dtype t) {
     default: return "undefined";
     }
 }
+
+int nnq_dtype_is_integer(nnq_dtype t) {
+    switch (t) {
+    case NNQ_DT_UINT8: case NNQ_DT_INT8: case NNQ_DT_UINT16: case NNQ_DT_INT16:
+    case NNQ_DT_INT32: case NNQ_DT_INT64: case NNQ_DT_UINT32: case NNQ_DT_UINT64: return 1;
+    default: return 0;
+    }
+}

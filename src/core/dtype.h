@@ -25,5 +25,7 @@ typedef enum nnq_dtype {
 /* Bytes per element; 0 for types nnq cannot hold (string, undefined). */
 size_t nnq_dtype_size(nnq_dtype t);
 const char *nnq_dtype_name(nnq_dtype t);
+/* int8..int64, uint8..uint64 (not bool). */
+int nnq_dtype_is_integer(nnq_dtype t);
 
 #endif

@@ -346,6 +346,17 @@ nnq_status nnq_node_set_tensor(nnq_node *n, const char *name, nnq_tensor *t) {
     return NNQ_OK;
 }
 
+bool nnq_node_outputs_constant(const nnq_graph *g, int n) {
+    const nnq_node *nd = &g->nodes[n];
+    bool any = false;
+    for (int k = 0; k < nd->n_outputs; k++) {
+        if (nd->outputs[k] < 0) continue;
+        if (!g->values[nd->outputs[k]].t.data) return false;
+        any = true;
+    }
+    return any;
+}
+
 const char *nnq_node_label(const nnq_graph *g, int node, char *buf, size_t cap) {
     const nnq_node *n = &g->nodes[node];
     if (n->name && n->name[0])

@@ -123,6 +123,10 @@ nnq_status nnq_node_set_floats(nnq_node *n, const char *name, int count, const f
 nnq_status nnq_node_set_tensor(nnq_node *n, const char *name, nnq_tensor *t);
 void nnq_attr_release(nnq_attr *a);
 
+/* True when every output of node n already holds data (a folded
+ * constant), so executors skip the node. */
+bool nnq_node_outputs_constant(const nnq_graph *g, int n);
+
 /* A printable name for a node in messages: its name, else "<op_type>#<index>". */
 const char *nnq_node_label(const nnq_graph *g, int node, char *buf, size_t cap);
 

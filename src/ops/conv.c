@@ -2,10 +2,12 @@
  * optional B (M) -> Y (N, M, O1..Ok), forward and backward.
  *
  * Four paths, chosen per conv by conv_make_plan:
- *   - depthwise (one input channel per group, 1-D/2-D): direct kernels;
+ *   - tap (stride 1, 1-D/2-D, pads within the kernel extent, any group,
+ *     depthwise too): tap GEMMs (gemm.h) over a zero-padded copy of the
+ *     input, no im2col;
+ *   - depthwise otherwise (one input channel per group, 1-D/2-D): direct
+ *     kernels;
  *   - direct (1x1, stride 1, unpadded): SGEMM on X itself;
- *   - tap (stride 1, 1-D/2-D, pads within the kernel extent): tap GEMMs
- *     (gemm.h) over a zero-padded copy of the input, no im2col;
  *   - everything else: im2col + SGEMM per (image, group, chunk of lines).
  * Backward: dX, dW and dB for every path, split over images with per-thread
  * dW partials added in a fixed order (deterministic for a thread count).
@@ -45,7 +47,7 @@ typedef struct conv_plan {
     bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
     bool tap;                 /* tap-GEMM path (see "Tap path" below) */
     int64_t taps;             /* KH * KW */
-    int64_t hp, wp;           /* tap path: padded input height and width */
+    int64_t hp;               /* tap path: padded input height */
     int64_t slack;            /* tap path: readable floats past the last plane */
     int64_t imgs;             /* tap path: images side by side per item; else 1 */
     int64_t blocks;           /* ceil(n / imgs) */
@@ -111,19 +113,19 @@ static nnq_status conv_infer(const nnq_op_args *a) {
 
 /* ---- Tap path ----
  * A stride-1 conv over a zero-padded input whose rows are laid end to end
- * is a sum of shifted copies. Put the padded images of a block side by
- * side (image i at columns [i*wp, (i+1)*wp) of rows ld = imgs*wp wide):
- * output (oh, ow) of image i sits at oh*ld + i*wp + ow of a grid ld wide,
- * and tap (kh, kw) reads the padded input at that position + kh*dh*ld +
- * kw*dw. Grid columns ow >= OW of each image are computed and dropped
- * (a valid output never reads past its own image). nnq_tap_gemm runs that
- * sum register-tiled straight from the padded planes; several small
- * images per call keep the rows long. Backward is the same form twice:
- * dX is the correlation of a padded dY with the flipped, transposed
- * kernel, dW the products of dY with the shifted input
- * (nnq_tap_gemm_grad). */
-#define TAP_MAX 64     /* kernel taps (KH * KW) the path takes; more: im2col */
-#define TAP_COLS 4096  /* grid columns per call worth batching images for */
+ * is a sum of shifted copies: with rows ld floats apart, output (oh, ow)
+ * sits at grid position oh*ld + ow and tap (kh, kw) reads the padded input
+ * at that position + kh*dh*ld + kw*dw. nnq_tap_gemm runs that sum
+ * register-tiled straight from the padded planes, with no im2col matrix.
+ * The images of a block sit side by side in each row (tap_row), so small
+ * images still give long rows; grid columns that are no output (the
+ * padding between images) are computed and dropped. Backward is the same
+ * form twice: dX is the correlation of dY, padded by the kernel extent
+ * less the pads, with the flipped, transposed kernel; dW the products of
+ * dY with the shifted input (nnq_tap_gemm_grad). */
+#define TAP_MAX 64           /* kernel taps (KH * KW) the path takes; more: im2col */
+#define TAP_COLS 4096        /* grid columns per call worth batching images for */
+#define TAP_BLOCK_CAP (1 << 19) /* floats of padded planes a block may take */
 
 static int64_t tap_round(int64_t floats) { return (floats + 15) / 16 * 16; }
 
@@ -143,6 +145,23 @@ static bool tap_eligible(const nnq_window *w) {
     return true;
 }
 
+/* One row of a block of nb images with sw columns each, padded by pb
+ * before and pe after: `lead` zeros, then image i's columns at lead +
+ * i*seg, each followed by seg - sw zeros. One run of max(pb, pe) zeros
+ * serves as the right pad of an image and the left pad of the next, and
+ * output column ow of image i sits at grid column i*seg + ow. */
+typedef struct tap_row {
+    int64_t lead, seg, ld;
+} tap_row;
+
+static tap_row tap_row_layout(int64_t sw, int64_t pb, int64_t pe, int64_t nb) {
+    tap_row r;
+    r.lead = pb;
+    r.seg = sw + (pb > pe ? pb : pe);
+    r.ld = r.lead + nb * r.seg;
+    return r;
+}
+
 /* Tap t = kh * KW + kw reads at off[t] = kh*dh*ld + kw*dw from its output. */
 static void tap_offsets(const nnq_window *w, int64_t ld, int64_t *off) {
     for (int64_t kh = 0; kh < w->kernel[1]; kh++)
@@ -150,36 +169,44 @@ static void tap_offsets(const nnq_window *w, int64_t ld, int64_t *off) {
             off[kh * w->kernel[2] + kw] = kh * w->dilation[1] * ld + kw * w->dilation[2];
 }
 
-/* Zero-padded planes of one image: dst plane c (at c * cstride, rows ld
- * apart) row r < rows holds source row r + row0 - top at columns
- * [left, left + sw) of its seg columns, zeros in the rest of them. Sources
- * are chans planes of sh x sw (stride src_plane). */
-static void tap_pad_planes(const float *src, int64_t chans, int64_t src_plane, int64_t sh,
-                           int64_t sw, int64_t top, int64_t left, int64_t row0, int64_t rows,
-                           int64_t seg, int64_t ld, int64_t cstride, float *dst) {
-    for (int64_t c = 0; c < chans; c++) {
-        const float *sc = src + c * src_plane;
-        float *dc = dst + c * cstride;
+/* Padded planes of a block: plane c (at dst + c * cstride) row r < rows
+ * holds row r + row0 - top of each image i < nb at its place in layout L,
+ * zeros everywhere else. Image i's channel c of the source is the sh x sw
+ * plane at src + i * img_stride + c * src_plane. */
+static void tap_fill(const float *src, int64_t img_stride, int64_t nb, int64_t chans,
+                     int64_t src_plane, int64_t sh, int64_t sw, int64_t top, int64_t row0,
+                     int64_t rows, const tap_row *L, int64_t cstride, float *dst) {
+    const int64_t tail = L->ld - L->lead - nb * L->seg;
+    for (int64_t c = 0; c < chans; c++)
         for (int64_t r = 0; r < rows; r++) {
-            float *d = dc + r * ld;
+            float *d = dst + c * cstride + r * L->ld;
             int64_t sr = r + row0 - top;
             if (sr < 0 || sr >= sh) {
-                memset(d, 0, sizeof(float) * (size_t)seg);
+                memset(d, 0, sizeof(float) * (size_t)L->ld);
                 continue;
             }
-            memset(d, 0, sizeof(float) * (size_t)left);
-            memcpy(d + left, sc + sr * sw, sizeof(float) * (size_t)sw);
-            memset(d + left + sw, 0, sizeof(float) * (size_t)(seg - left - sw));
+            memset(d, 0, sizeof(float) * (size_t)L->lead);
+            for (int64_t i = 0; i < nb; i++) {
+                float *di = d + L->lead + i * L->seg;
+                memcpy(di, src + i * img_stride + c * src_plane + sr * sw, sizeof(float) * (size_t)sw);
+                memset(di + sw, 0, sizeof(float) * (size_t)(L->seg - sw));
+            }
+            memset(d + L->ld - tail, 0, sizeof(float) * (size_t)tail);
         }
-    }
 }
 
-/* Images per tap block: enough for TAP_COLS grid columns from `cols` per
- * image, but no fewer blocks than threads. */
-static int64_t tap_block_images(int64_t n, int64_t cols, int threads) {
+/* Images per tap block: enough for TAP_COLS grid columns, no more than
+ * TAP_BLOCK_CAP floats of planes, and no fewer blocks than threads. */
+static int64_t tap_block_images(const conv_plan *p) {
+    const nnq_window *w = &p->w;
+    tap_row one = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], 1);
+    int64_t cols = w->out[1] * one.seg;
+    int64_t chans = p->cg > p->mg ? p->cg : p->mg;
     int64_t want = cols > 0 ? (TAP_COLS + cols - 1) / cols : 1;
-    int64_t fair = (n + threads - 1) / threads;
+    int64_t room = TAP_BLOCK_CAP / (chans * p->hp * one.seg + 1);
+    int64_t fair = (p->n + p->max_threads - 1) / p->max_threads;
     int64_t imgs = want < fair ? want : fair;
+    if (imgs > room) imgs = room;
     return imgs < 1 ? 1 : imgs;
 }
 
@@ -208,13 +235,14 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     for (int d = 0; d < 3; d++)
         p->direct = p->direct && w->kernel[d] == 1 && w->stride[d] == 1 && w->pad_begin[d] == 0 &&
                     w->pad_end[d] == 0;
-    p->tap = !p->depthwise && !p->direct && tap_eligible(w);
+    /* stride-1 depthwise convs too: the tap kernels beat the direct ones */
+    p->tap = !p->direct && tap_eligible(w);
+    if (p->tap) p->depthwise = false;
     p->taps = w->kernel[1] * w->kernel[2];
     p->hp = w->in[1] + w->pad_begin[1] + w->pad_end[1];
-    p->wp = w->in[2] + w->pad_begin[2] + w->pad_end[2];
     p->slack = tap_round((w->kernel[2] - 1) * w->dilation[2] + NNQ_TAP_OVERRUN);
     p->lines = w->out[0] * w->out[1];
-    p->imgs = p->tap ? tap_block_images(p->n, w->out[1] * p->wp, p->max_threads) : 1;
+    p->imgs = p->tap ? tap_block_images(p) : 1;
     p->blocks = (p->n + p->imgs - 1) / p->imgs;
     int64_t tasks = p->blocks * p->group;
     p->chunks = 1;
@@ -226,7 +254,7 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->chunk_lines * w->out[2]);
     if (p->tap) { /* padded input rows of a chunk, then its outputs on the grid */
         int64_t prows = p->chunk_lines + (w->kernel[1] - 1) * w->dilation[1];
-        int64_t ld = p->imgs * p->wp;
+        int64_t ld = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], p->imgs).ld;
         p->col_floats = (size_t)(tap_round(p->cg * prows * ld + p->slack) +
                                  tap_round(p->mg * p->chunk_lines * ld));
     }
@@ -254,30 +282,27 @@ typedef struct conv_bwd_plan {
     size_t dw_floats;     /* one thread's dW partial (0 with one thread) */
 } conv_bwd_plan;
 
-/* Tap path, per block of images (p->imgs, side by side) and group: the
- * dW step holds the padded inputs (hp rows of ld = imgs*wp) and dY on the
- * grid (OH rows of ld, zero outside each image's OH x OW); the dX step
- * dY padded to hp2 x wp2 per image (offset by the kernel extent less the
- * pads: top, left) and dX on a grid of H rows of imgs*wp2. The steps
- * share one buffer. */
+/* Tap path, per block of images and group: the dW step holds the padded
+ * inputs (hp rows in layout lx) and dY on the same grid (OH rows, zero
+ * where no output is); the dX step holds dY padded by the kernel extent
+ * less the pads (hp2 rows in layout ldy) and dX on that grid (H rows).
+ * The steps share one buffer. */
 typedef struct tap_bwd_geom {
-    int64_t hp2, wp2;             /* dX step: padded dY of one image */
-    int64_t top, left;            /* where dY's (0, 0) sits in it */
+    tap_row lx, ldy;
+    int64_t hp2;      /* rows of the padded dY */
+    int64_t top;      /* rows of zeros above dY in it */
+    int64_t dy_cols;  /* dW step: dY row length, padded for the kernel */
 } tap_bwd_geom;
 
-static void tap_bwd_geometry(const conv_plan *p, tap_bwd_geom *t) {
+static void tap_bwd_geometry(const conv_plan *p, int64_t nb, tap_bwd_geom *t) {
     const nnq_window *w = &p->w;
     int64_t exth = (w->kernel[1] - 1) * w->dilation[1], extw = (w->kernel[2] - 1) * w->dilation[2];
+    t->lx = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], nb);
+    t->ldy = tap_row_layout(w->out[2], extw - w->pad_begin[2], extw - w->pad_end[2], nb);
     t->hp2 = w->in[1] + exth;
-    t->wp2 = w->in[2] + extw;
     t->top = exth - w->pad_begin[1];
-    t->left = extw - w->pad_begin[2];
-}
-
-/* Row length of the dW step's dY for nb images, padded for the kernel. */
-static int64_t tap_grad_cols(const conv_plan *p, int64_t nb) {
-    int64_t n = p->w.out[1] * nb * p->wp;
-    return (n + NNQ_TAP_GRAD_ALIGN - 1) / NNQ_TAP_GRAD_ALIGN * NNQ_TAP_GRAD_ALIGN;
+    int64_t n = w->out[1] * t->lx.ld;
+    t->dy_cols = (n + NNQ_TAP_GRAD_ALIGN - 1) / NNQ_TAP_GRAD_ALIGN * NNQ_TAP_GRAD_ALIGN;
 }
 
 static void conv_bwd_make_plan(const conv_plan *p, conv_bwd_plan *b) {
@@ -294,11 +319,11 @@ static void conv_bwd_make_plan(const conv_plan *p, conv_bwd_plan *b) {
     b->col_floats = p->depthwise || p->direct ? 0 : (size_t)(per_line * b->chunk_lines);
     if (p->tap) {
         tap_bwd_geom t;
-        tap_bwd_geometry(p, &t);
-        size_t dw_step = (size_t)(tap_round(p->cg * p->hp * p->imgs * p->wp + p->slack) +
-                                  tap_round(p->mg * tap_grad_cols(p, p->imgs)));
-        size_t dx_step = (size_t)(tap_round(p->mg * t.hp2 * p->imgs * t.wp2 + p->slack) +
-                                  tap_round(p->cg * p->w.in[1] * p->imgs * t.wp2));
+        tap_bwd_geometry(p, b->imgs, &t);
+        size_t dw_step = (size_t)(tap_round(p->cg * p->hp * t.lx.ld + p->slack) +
+                                  tap_round(p->mg * t.dy_cols));
+        size_t dx_step = (size_t)(tap_round(p->mg * t.hp2 * t.ldy.ld + p->slack) +
+                                  tap_round(p->cg * p->w.in[1] * t.ldy.ld));
         b->col_floats = dw_step > dx_step ? dw_step : dx_step;
     }
     b->dw_floats = nt > 1 && !p->depthwise ? (size_t)(p->m * p->rows) : 0;
@@ -400,9 +425,8 @@ static void conv_item(const conv_plan *p, const float *x, const float *wt, const
 }
 
 /* Tap-path work item: output lines [l0, l1) of a block of images in
- * group g. The padded input rows they read go to buf, side by side, the
- * outputs on the grid after them; then the valid columns move to Y, plus
- * the bias. */
+ * group g. The padded input rows they read go to buf, the outputs on the
+ * grid after them; then the outputs move to Y, plus the bias. */
 static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, const float *bias,
                           float *y, int64_t item, float *buf) {
     const nnq_window *w = &p->w;
@@ -412,25 +436,24 @@ static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, c
     int64_t l0 = chunk * p->chunk_lines, l1 = l0 + p->chunk_lines;
     if (l1 > p->lines) l1 = p->lines;
     if (l0 >= l1) return;
-    const int64_t wp = p->wp, ld = nb * wp, ow = w->out[2], lines = l1 - l0, cols = lines * ld;
-    const int64_t prows = lines + (w->kernel[1] - 1) * w->dilation[1], cstride = prows * ld;
+    const tap_row L = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], nb);
+    const int64_t ow = w->out[2], lines = l1 - l0, cols = lines * L.ld;
+    const int64_t prows = lines + (w->kernel[1] - 1) * w->dilation[1], cstride = prows * L.ld;
     float *xb = buf, *yb = buf + tap_round(p->cg * cstride + p->slack);
     int64_t off[TAP_MAX];
-    for (int64_t i = 0; i < nb; i++)
-        tap_pad_planes(x + ((n0 + i) * p->c + g * p->cg) * p->in_size, p->cg, p->in_size,
-                       w->in[1], w->in[2], w->pad_begin[1], w->pad_begin[2], l0, prows, wp, ld,
-                       cstride, xb + i * wp);
+    tap_fill(x + (n0 * p->c + g * p->cg) * p->in_size, p->c * p->in_size, nb, p->cg, p->in_size,
+             w->in[1], w->in[2], w->pad_begin[1], l0, prows, &L, cstride, xb);
     memset(xb + p->cg * cstride, 0, sizeof(float) * (size_t)p->slack);
-    tap_offsets(w, ld, off);
+    tap_offsets(w, L.ld, off);
     nnq_tap_gemm((int)p->mg, cols, (int)p->cg, (int)p->taps, wt + g * p->mg * p->rows, p->rows,
                  xb, cstride, off, yb, cols, false);
     for (int64_t i = 0; i < nb; i++)
         for (int64_t m = 0; m < p->mg; m++) {
             float b = bias ? bias[g * p->mg + m] : 0.0f;
             float *ym = y + ((n0 + i) * p->m + g * p->mg + m) * p->out_size + l0 * ow;
-            const float *src = yb + m * cols + i * wp;
+            const float *src = yb + m * cols + i * L.seg;
             for (int64_t l = 0; l < lines; l++)
-                for (int64_t o = 0; o < ow; o++) ym[l * ow + o] = src[l * ld + o] + b;
+                for (int64_t o = 0; o < ow; o++) ym[l * ow + o] = src[l * L.ld + o] + b;
         }
 }
 
@@ -685,39 +708,36 @@ static void conv_bwd_tap_item(const conv_plan *p, const conv_bwd_plan *b, const 
     const nnq_window *w = &p->w;
     const int64_t blk = item / p->group, grp = item % p->group;
     const int64_t n0 = blk * b->imgs, nb = p->n - n0 < b->imgs ? p->n - n0 : b->imgs;
-    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], wp = p->wp;
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    const float *xg = g->x + (n0 * p->c + grp * p->cg) * p->in_size;
+    const float *dyg = g->dy + (n0 * p->m + grp * p->mg) * p->out_size;
     tap_bwd_geom t;
-    tap_bwd_geometry(p, &t);
+    tap_bwd_geometry(p, nb, &t);
     int64_t off[TAP_MAX];
     if (dw) {
-        const int64_t ld = nb * wp, cstride = p->hp * ld, cols = OH * ld;
-        const int64_t ncols = tap_grad_cols(p, nb);
+        const tap_row *L = &t.lx;
+        const tap_row Ly = {0, L->seg, L->ld}; /* dY where its outputs sit */
+        const int64_t cstride = p->hp * L->ld, cols = OH * L->ld;
         float *xb = buf, *dyb = buf + tap_round(p->cg * cstride + p->slack);
-        for (int64_t i = 0; i < nb; i++) {
-            int64_t n = n0 + i;
-            tap_pad_planes(g->x + (n * p->c + grp * p->cg) * p->in_size, p->cg, p->in_size, H, W,
-                           w->pad_begin[1], w->pad_begin[2], 0, p->hp, wp, ld, cstride,
-                           xb + i * wp);
-            /* dY at the same grid positions, zero in the dropped columns */
-            tap_pad_planes(g->dy + (n * p->m + grp * p->mg) * p->out_size, p->mg, p->out_size,
-                           OH, OW, 0, 0, 0, OH, wp, ld, ncols, dyb + i * wp);
-        }
+        tap_fill(xg, p->c * p->in_size, nb, p->cg, p->in_size, H, W, w->pad_begin[1], 0, p->hp, L,
+                 cstride, xb);
         memset(xb + p->cg * cstride, 0, sizeof(float) * (size_t)p->slack);
+        tap_fill(dyg, p->m * p->out_size, nb, p->mg, p->out_size, OH, OW, 0, 0, OH, &Ly, t.dy_cols,
+                 dyb);
         for (int64_t m = 0; m < p->mg; m++)
-            memset(dyb + m * ncols + cols, 0, sizeof(float) * (size_t)(ncols - cols));
-        tap_offsets(w, ld, off);
-        nnq_tap_gemm_grad((int)p->mg, cols, (int)p->cg, (int)p->taps, dyb, ncols, xb, cstride,
+            memset(dyb + m * t.dy_cols + cols, 0, sizeof(float) * (size_t)(t.dy_cols - cols));
+        tap_offsets(w, L->ld, off);
+        nnq_tap_gemm_grad((int)p->mg, cols, (int)p->cg, (int)p->taps, dyb, t.dy_cols, xb, cstride,
                           off, dw + grp * p->mg * p->rows, p->rows);
     }
     if (g->dx) {
-        const int64_t ld = nb * t.wp2, cstride = t.hp2 * ld, cols = H * ld;
+        const tap_row *L = &t.ldy;
+        const int64_t cstride = t.hp2 * L->ld, cols = H * L->ld;
         float *dyp = buf, *dxb = buf + tap_round(p->mg * cstride + p->slack);
-        for (int64_t i = 0; i < nb; i++)
-            tap_pad_planes(g->dy + ((n0 + i) * p->m + grp * p->mg) * p->out_size, p->mg,
-                           p->out_size, OH, OW, t.top, t.left, 0, t.hp2, t.wp2, ld, cstride,
-                           dyp + i * t.wp2);
+        tap_fill(dyg, p->m * p->out_size, nb, p->mg, p->out_size, OH, OW, t.top, 0, t.hp2, L,
+                 cstride, dyp);
         memset(dyp + p->mg * cstride, 0, sizeof(float) * (size_t)p->slack);
-        tap_offsets(w, ld, off);
+        tap_offsets(w, L->ld, off);
         nnq_tap_gemm((int)p->cg, cols, (int)p->mg, (int)p->taps,
                      wflip + grp * p->cg * p->mg * p->taps, p->mg * p->taps, dyp, cstride, off,
                      dxb, cols, false);
@@ -726,7 +746,7 @@ static void conv_bwd_tap_item(const conv_plan *p, const conv_bwd_plan *b, const 
             for (int64_t c = 0; c < p->cg; c++)
                 for (int64_t ih = 0; ih < H; ih++) {
                     float *d = dxg + c * p->in_size + ih * W;
-                    const float *s = dxb + c * cols + ih * ld + i * t.wp2;
+                    const float *s = dxb + c * cols + ih * L->ld + i * L->seg;
                     #pragma omp simd
                     for (int64_t iw = 0; iw < W; iw++) d[iw] += s[iw];
                 }

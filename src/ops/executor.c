@@ -194,15 +194,12 @@ nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
     for (int i = 0; i < g->n_inputs; i++) {
         NNQ_TRY(check_input(e, i, &inputs[i]));
         if (same && !nnq_shape_equal(&e->in_shapes[i], &inputs[i])) same = false;
+        if (nnq_dtype_is_integer(inputs[i].dtype)) same = false; /* data-dependent shapes */
     }
     if (!same) NNQ_TRY(plan(e, inputs));
     for (int i = 0; i < g->n_inputs; i++) e->vals[g->inputs[i]].data = inputs[i].data;
     for (int n = 0; n < g->n_nodes; n++) {
-        const nnq_node *nd = &g->nodes[n];
-        bool folded = true;
-        for (int k = 0; k < nd->n_outputs; k++)
-            if (nd->outputs[k] >= 0 && !g->values[nd->outputs[k]].t.data) folded = false;
-        if (folded) continue;
+        if (nnq_node_outputs_constant(g, n)) continue;
         nnq_node_call c;
         NNQ_TRY(nnq_node_call_init(&c, g, n, e->vals, e->threads));
         c.args.scratch = e->scratch;

@@ -2,7 +2,8 @@
  *
  * Lifecycle: nnq_graph_prepare (once per graph) → nnq_exec_create →
  * nnq_exec_run (any number of times; re-plans itself when the input shapes
- * change, e.g. a new batch size) → nnq_exec_output → nnq_exec_free.
+ * change, e.g. a new batch size, and on every run when a graph input is an
+ * integer tensor, which may carry a shape, axes or pads) → nnq_exec_output → nnq_exec_free.
  * Intermediate buffers come from one arena planned from value lifetimes;
  * with keep_all every value stays readable after a run (for calibration). */
 #ifndef NNQ_OPS_EXECUTOR_H

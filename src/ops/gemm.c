@@ -87,6 +87,30 @@ typedef float v16sf __attribute__((vector_size(16 * sizeof(float))));
                 memcpy(yr, out, sizeof(float) * (size_t)cols);                               \
         }                                                                                    \
     }                                                                                        \
+    /* One row of y, 4 vectors wide: a lone row (depthwise convs) would    \
+     * otherwise wait on the latency of 2 accumulator chains. */                              \
+    static inline __attribute__((always_inline)) void tap_row_##SFX(                         \
+        const float *a, const float *x, int64_t plane, const int64_t *off, int taps,         \
+        int chans, float *y, int64_t cols, bool accumulate) {                                \
+        VT acc[4] = {{0}, {0}, {0}, {0}};                                                    \
+        for (int c = 0; c < chans; c++) {                                                    \
+            const float *xc = x + c * plane, *ac = a + c * taps;                             \
+            for (int t = 0; t < taps; t++) {                                                 \
+                float w = ac[t];                                                             \
+                _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) {                        \
+                    VT xv;                                                                   \
+                    memcpy(&xv, xc + off[t] + v * VW, sizeof xv);                            \
+                    acc[v] += w * xv;                                                        \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        float out[4 * VW];                                                                   \
+        memcpy(out, acc, sizeof acc);                                                        \
+        if (accumulate)                                                                      \
+            for (int64_t j = 0; j < cols; j++) y[j] += out[j];                               \
+        else                                                                                 \
+            memcpy(y, out, sizeof(float) * (size_t)cols);                                    \
+    }                                                                                        \
     /* dw[i, k] for MB rows of dy and KB rows of x (pointers xk), j < n_pad. */              \
     static inline __attribute__((always_inline)) void tap_grad_tile_##SFX(                   \
         const int MB, const int KB, const float *dy, int64_t lddy, const float *const *xk,   \
@@ -115,6 +139,12 @@ typedef float v16sf __attribute__((vector_size(16 * sizeof(float))));
                                       int64_t lda, const float *x, int64_t plane,            \
                                       const int64_t *off, float *y, int64_t ldy, bool acc) { \
         const int64_t step = NV_ * VW;                                                       \
+        if (m == 1) {                                                                        \
+            for (int64_t j = 0; j < n; j += 4 * VW)                                          \
+                tap_row_##SFX(a, x + j, plane, off, taps, chans, y + j,                      \
+                              n - j < 4 * VW ? n - j : 4 * VW, acc);                         \
+            return;                                                                          \
+        }                                                                                    \
         for (int i0 = 0; i0 < m; i0 += MB_) {                                                \
             int mb = m - i0 < MB_ ? m - i0 : MB_;                                            \
             const float *ai = a + i0 * lda;                                                  \

@@ -23,7 +23,7 @@ void nnq_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
  * Reads run up to NNQ_TAP_OVERRUN floats past column n - 1 of every row
  * of B: x must be readable (any finite values) that far past its last
  * row. Results for columns >= n are not written. */
-#define NNQ_TAP_OVERRUN 32
+#define NNQ_TAP_OVERRUN 64
 
 /* Forward form: y[i, j] (+)= sum_{c, t} a[i, c * taps + t] * x[c * plane + off[t] + j]
  * for i < m, j < n (y row stride ldy, a row stride lda; accumulate adds to y). */

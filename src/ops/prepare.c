@@ -18,16 +18,6 @@ static nnq_status check_outputs_inferred(const nnq_graph *g, int n, const nnq_no
     return NNQ_OK;
 }
 
-static bool node_is_folded(const nnq_graph *g, const nnq_node *nd) {
-    bool any = false;
-    for (int k = 0; k < nd->n_outputs; k++) {
-        if (nd->outputs[k] < 0) continue;
-        if (!g->values[nd->outputs[k]].t.data) return false;
-        any = true;
-    }
-    return any;
-}
-
 nnq_status nnq_graph_infer_shapes(const nnq_graph *g, const nnq_tensor *input_shapes,
                                   nnq_tensor *shapes) {
     for (int v = 0; v < g->n_values; v++) {
@@ -46,13 +36,15 @@ nnq_status nnq_graph_infer_shapes(const nnq_graph *g, const nnq_tensor *input_sh
             return nnq_fail(NNQ_ERR_SHAPE, "graph input '%s' has no declared type and shape",
                             v->name);
         NNQ_TRY(nnq_tensor_set_shape(t, src->dtype, src->rank, src->dims));
-        t->data = NULL;
+        /* Integer inputs may carry shapes, axes or pads: let shape inference
+         * see their data when the caller has it. */
+        t->data = input_shapes && nnq_dtype_is_integer(src->dtype) ? src->data : NULL;
         for (int k = 0; k < t->rank; k++)
             if (t->dims[k] < 0) t->dims[k] = 1; /* symbolic: assume 1 */
     }
     for (int n = 0; n < g->n_nodes; n++) {
         const nnq_node *nd = &g->nodes[n];
-        if (node_is_folded(g, nd)) continue;
+        if (nnq_node_outputs_constant(g, n)) continue;
         nnq_node_call c;
         NNQ_TRY(nnq_node_call_init(&c, g, n, shapes, 1));
         for (int i = 0; i < c.args.n_in; i++) {
@@ -134,11 +126,15 @@ nnq_status nnq_graph_prepare(nnq_graph *g) {
     }
     for (int n = 0; n < g->n_nodes; n++) {
         const nnq_node *nd = &g->nodes[n];
-        if (node_is_folded(g, nd) || !node_inputs_constant(g, nd)) continue;
+        if (nnq_node_outputs_constant(g, n) || !node_inputs_constant(g, nd)) continue;
         /* Only fold what a graph input cannot influence; keep outputs
          * that are graph outputs as nodes too (they still get data). */
         NNQ_TRY(fold_node(g, n));
     }
+    /* With an integer graph input, shapes may depend on its data: they are
+     * inferred when the executor sees that data, not here. */
+    for (int i = 0; i < g->n_inputs; i++)
+        if (nnq_dtype_is_integer(g->values[g->inputs[i]].t.dtype)) return NNQ_OK;
     nnq_tensor *shapes = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *shapes);
     if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory inferring shapes");
     nnq_status s = nnq_graph_infer_shapes(g, NULL, shapes);

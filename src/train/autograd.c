@@ -50,23 +50,13 @@ static nnq_status reserve(unsigned char **buf, size_t *have, size_t need, const 
 
 /* ---- static analysis ---- */
 
-static bool node_folded(const nnq_graph *g, const nnq_node *nd) {
-    bool any = false;
-    for (int k = 0; k < nd->n_outputs; k++) {
-        if (nd->outputs[k] < 0) continue;
-        if (!g->values[nd->outputs[k]].t.data) return false;
-        any = true;
-    }
-    return any;
-}
-
 static nnq_status analyse(nnq_autograd *ag) {
     const nnq_graph *g = ag->g;
     char label[256];
     for (int i = 0; i < ag->ps->n; i++) ag->requires[ag->ps->p[i].value] = true;
     for (int n = 0; n < g->n_nodes; n++) {
         const nnq_node *nd = &g->nodes[n];
-        ag->folded[n] = node_folded(g, nd);
+        ag->folded[n] = nnq_node_outputs_constant(g, n);
         bool req = false;
         for (int k = 0; k < nd->n_inputs; k++)
             if (nd->inputs[k] >= 0 && ag->requires[nd->inputs[k]]) req = true;
