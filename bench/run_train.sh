@@ -143,7 +143,7 @@ if out == "-":
 try:
     text = open(out).read()
 except FileNotFoundError:
-    text = "# Benchmarks\n\n"
+    text = "# nnq benchmarks\n\n"
 # Replace our section (up to the next level-2 heading) or append it.
 pat = re.compile(r"^## Training throughput \(issue 3\)\n.*?(?=^## |\Z)", re.S | re.M)
 if pat.search(text):

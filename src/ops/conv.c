@@ -26,12 +26,13 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MIN_WORK 65536
 
-/* The GEMM path splits the work into items: (image, group, chunk of
- * output lines), a line being one row of OW outputs. Each item builds its
- * own slice of the column matrix in its thread's scratch buffer and runs a
- * single-threaded SGEMM, so one parallel region covers a whole Conv and
+/* The GEMM and tap paths split the work into items: (image, group, chunk
+ * of output lines), a line being one row of OW outputs; on the tap path a
+ * block of `imgs` images takes the image's place. Each item builds its own
+ * column matrix (or padded planes) in its thread's scratch buffer and runs
+ * a single-threaded kernel, so one parallel region covers a whole Conv and
  * OpenBLAS never starts threads of its own inside it. Batches split by
- * image and group; a single image splits by lines. */
+ * image (block) and group; a single image splits by lines. */
 typedef struct conv_plan {
     nnq_window w;             /* 3-D form: leading unit dims added */
     int64_t n, c, m, group;
@@ -195,8 +196,9 @@ static void tap_fill(const float *src, int64_t img_stride, int64_t nb, int64_t c
         }
 }
 
-/* Images per tap block: enough for TAP_COLS grid columns, no more than
- * TAP_BLOCK_CAP floats of planes, and no fewer blocks than threads. */
+/* Images per tap block: about TAP_COLS grid columns, no more than
+ * TAP_BLOCK_CAP floats of planes, and a count of blocks that splits evenly
+ * over the threads (static schedules hand each thread the same number). */
 static int64_t tap_block_images(const conv_plan *p) {
     const nnq_window *w = &p->w;
     tap_row one = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], 1);
@@ -204,10 +206,12 @@ static int64_t tap_block_images(const conv_plan *p) {
     int64_t chans = p->cg > p->mg ? p->cg : p->mg;
     int64_t want = cols > 0 ? (TAP_COLS + cols - 1) / cols : 1;
     int64_t room = TAP_BLOCK_CAP / (chans * p->hp * one.seg + 1);
-    int64_t fair = (p->n + p->max_threads - 1) / p->max_threads;
-    int64_t imgs = want < fair ? want : fair;
-    if (imgs > room) imgs = room;
-    return imgs < 1 ? 1 : imgs;
+    if (want > room) want = room;
+    if (want < 1) want = 1;
+    int64_t t = p->max_threads, blocks = (p->n + want - 1) / want;
+    if (p->group < t) blocks = (blocks + t - 1) / t * t; /* many groups balance anyway */
+    if (blocks > p->n) blocks = p->n;
+    return blocks > 0 ? (p->n + blocks - 1) / blocks : 1;
 }
 
 static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
@@ -265,18 +269,19 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     return NNQ_OK;
 }
 
-/* Backward's share of the work: items are (image, group) pairs, each
- * walking its output lines in chunks whose column matrix stays under
- * BWD_COL_CAP floats (or one line, if a line alone is larger). With more
- * than one thread, each thread sums dW into a partial buffer of its own;
- * the partials are added in thread order at the end, so the result is the
- * same bits on every run with the same thread count. */
+/* Backward's share of the work: items are (image, group) pairs (tap
+ * path: (block of images, group)); on the GEMM path each walks its output
+ * lines in chunks whose column matrix stays under BWD_COL_CAP floats (or
+ * one line, if a line alone is larger). With more than one thread, each
+ * thread sums dW into a partial buffer of its own (thread 0 into dW
+ * itself); the partials are added in thread order at the end, so the
+ * result is the same bits on every run with the same thread count. */
 #define BWD_COL_CAP (1 << 20)
 
 typedef struct conv_bwd_plan {
     int threads;          /* 1: items in sequence, SGEMM on a->threads */
     int64_t imgs;         /* images per item (tap path; else 1) */
-    int64_t items;        /* ceil(n / imgs) * group */
+    int64_t items;        /* blocks * group */
     int64_t chunk_lines;
     size_t col_floats;    /* one thread's column buffer */
     size_t dw_floats;     /* one thread's dW partial (0 with one thread) */
