@@ -31,19 +31,30 @@ json_get() {
 }
 
 # --- 1. top-1 on the full test set equals PyTorch's ----------------------
+# Under sanitizers (NNQ_SANITIZED=1, `make test-asan`) an -O0 build needs
+# ~8 min for resnets' 10000 images: there it runs the first 1000 images,
+# which exercise the same code, and only the Release suite compares top-1.
 for m in mnv2s resnets; do
-    "$NNQ" eval "$FIX/$m.onnx" --json --quiet >"$TMP/$m.eval.json"
-    if ! "$PY" - "$TMP/$m.eval.json" "$FIX/accuracy.json" "$m" <<'PYEOF'
+    limit=0
+    [ "$m" = resnets ] && [ -n "${NNQ_SANITIZED:-}" ] && limit=1000
+    "$NNQ" eval "$FIX/$m.onnx" --limit "$limit" --json --quiet >"$TMP/$m.eval.json"
+    if ! "$PY" - "$TMP/$m.eval.json" "$FIX/accuracy.json" "$m" "$limit" <<'PYEOF'
 import json, sys
 got = json.load(open(sys.argv[1]))
 ref = json.load(open(sys.argv[2]))[sys.argv[3]]
+limit = int(sys.argv[4])
 print(f"{sys.argv[3]}: nnq top-1 {got['top1']:.2f}% ({got['correct']}/{got['n']}), "
-      f"PyTorch {ref['top1']:.2f}%, {got['images_per_s']:.0f} images/s", file=sys.stderr)
+      f"PyTorch {ref['top1']:.2f}% ({ref['n']}), {got['images_per_s']:.0f} images/s",
+      file=sys.stderr)
 assert set(got) == {"model", "n", "top1", "correct", "seconds", "images_per_s"}, got
-assert got["n"] == ref["n"] == 10000, (got["n"], ref["n"])
 assert abs(got["top1"] - 100.0 * got["correct"] / got["n"]) < 1e-9
-assert abs(got["top1"] - ref["top1"]) <= 0.05, (got["top1"], ref["top1"])
 assert got["seconds"] > 0 and got["images_per_s"] > 0
+if limit:
+    assert got["n"] == limit, (got["n"], limit)
+    assert abs(got["top1"] - ref["top1"]) <= 3.0, (got["top1"], ref["top1"])
+else:
+    assert got["n"] == ref["n"] == 10000, (got["n"], ref["n"])
+    assert abs(got["top1"] - ref["top1"]) <= 0.05, (got["top1"], ref["top1"])
 PYEOF
     then
         fail "$m: top-1 differs from PyTorch"

@@ -25,7 +25,7 @@
 typedef struct train_opts {
     const char *arch, *output, *data, *optimizer, *schedule, *checkpoint, *resume;
     const char *lr_s, *wd_s, *momentum_s, *warmup_s, *step_s, *gamma_s, *clip_s;
-    int64_t epochs, batch, seed, limit, test_limit, threads;
+    int64_t epochs, batch, seed, limit, test_limit, threads, stop_after;
     bool nesterov, no_nesterov, augment, no_eval, json, quiet;
 } train_opts;
 
@@ -37,6 +37,7 @@ void cmd_train_help(FILE *fp) {
             "                 [--warmup-epochs E] [--step-epochs E] [--gamma G] [--clip NORM]\n"
             "                 [--augment] [--seed S] [--data fashion-mnist] [--limit N]\n"
             "                 [--test-limit N] [--no-eval] [--threads T] [--checkpoint PATH]\n"
+            "                 [--stop-after N]\n"
             "                 [--resume PATH] [--json] [--quiet]\n"
             "\n"
             "Train a built-in architecture from scratch on Fashion-MNIST (1x32x32 images)\n"
@@ -74,6 +75,8 @@ void cmd_train_help(FILE *fp) {
             "  --checkpoint PATH   write a checkpoint after every epoch (atomically)\n"
             "  --resume PATH       continue from a checkpoint; give the same options as\n"
             "                      the interrupted run to get the same model\n"
+            "  --stop-after N      stop (with a checkpoint) once N epochs are done; the\n"
+            "                      schedule still spans --epochs (for --resume later)\n"
             "  --json              print one JSON object on stdout: arch, output, epochs,\n"
             "                      steps, params, train_loss, train_top1, test_loss,\n"
             "                      test_top1, train_seconds, images_per_s, buffer_bytes\n"
@@ -134,6 +137,7 @@ static int parse_options(int argc, char **argv, train_opts *o) {
         {"no-eval", CLI_OPT_FLAG, &o->no_eval, 0, 0},
         {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
         {"checkpoint", CLI_OPT_STRING, &o->checkpoint, 0, 0},
+        {"stop-after", CLI_OPT_INT, &o->stop_after, 0, INT32_MAX},
         {"resume", CLI_OPT_STRING, &o->resume, 0, 0},
         {"json", CLI_OPT_FLAG, &o->json, 0, 0},
         {"quiet", CLI_OPT_FLAG, &o->quiet, 0, 0},
@@ -206,6 +210,7 @@ static int make_config(const train_opts *o, nnq_train_config *c) {
     c->seed = (uint64_t)o->seed;
     c->threads = (int)o->threads;
     c->checkpoint = o->checkpoint;
+    c->stop_after = (int)o->stop_after;
     c->resume = o->resume;
     if (o->augment) c->augment = (nnq_augment){.crop_pad = NNQ_FMNIST_PAD, .hflip = true};
     return CLI_EXIT_OK;
