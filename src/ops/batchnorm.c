@@ -222,17 +222,6 @@ static void bn_channel_grad_sums(const bn_shape *s, const float *x, const float 
     *sum_dy_xc = a2;
 }
 
-/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
-static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
-    *out = NULL;
-    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
-    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
-        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
-        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
-    *out = nnq_f32(a->in_grad[i]);
-    return NNQ_OK;
-}
-
 /* With xhat = (x - mu) * inv over the batch (count = N * D elements per
  * channel), dB = sum dy, dscale = sum dy * xhat and
  *   dx = scale * inv / count * (count * dy - dB - xhat * dscale);
@@ -244,11 +233,11 @@ static nnq_status bn_backward(const nnq_op_args *a) {
     NNQ_TRY(bn_check(a));
     const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
     if (!dyt) return NNQ_OK; /* the running-statistics outputs are not differentiable */
-    NNQ_TRY(grad_of(a, 0, &dx));
-    NNQ_TRY(grad_of(a, 1, &dscale));
-    NNQ_TRY(grad_of(a, 2, &dshift));
-    NNQ_TRY(grad_of(a, 3, &dmean));
-    NNQ_TRY(grad_of(a, 4, &dvar));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &dx));
+    NNQ_TRY(nnq_op_in_grad(a, 1, &dscale));
+    NNQ_TRY(nnq_op_in_grad(a, 2, &dshift));
+    NNQ_TRY(nnq_op_in_grad(a, 3, &dmean));
+    NNQ_TRY(nnq_op_in_grad(a, 4, &dvar));
     bn_shape s;
     bn_shape_of(a, &s);
     const float *x = nnq_f32(a->in[0]), *scale = nnq_f32(a->in[1]), *dy = nnq_f32(dyt);

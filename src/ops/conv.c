@@ -850,17 +850,6 @@ static void conv_bwd_depthwise(const conv_plan *p, const conv_grads *g, float *d
     }
 }
 
-/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
-static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
-    *out = NULL;
-    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
-    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
-        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
-        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
-    *out = nnq_f32(a->in_grad[i]);
-    return NNQ_OK;
-}
-
 static nnq_status conv_backward(const nnq_op_args *a) {
     conv_plan p;
     conv_bwd_plan b;
@@ -870,9 +859,9 @@ static nnq_status conv_backward(const nnq_op_args *a) {
     if (!dyt) return NNQ_OK; /* Y does not reach the loss */
     if (nnq_tensor_numel(dyt) != nnq_tensor_numel(a->out[0]))
         return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of Y does not match Y");
-    NNQ_TRY(grad_of(a, 0, &dx));
-    NNQ_TRY(grad_of(a, 1, &dw));
-    NNQ_TRY(grad_of(a, 2, &db));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &dx));
+    NNQ_TRY(nnq_op_in_grad(a, 1, &dw));
+    NNQ_TRY(nnq_op_in_grad(a, 2, &db));
     conv_grads g = {.x = nnq_f32(a->in[0]), .wt = nnq_f32(a->in[1]), .dy = nnq_f32(dyt), .dx = dx};
 
     if (db) conv_bwd_bias(&p, g.dy, db);

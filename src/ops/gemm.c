@@ -358,17 +358,6 @@ static nnq_status gemm_forward(const nnq_op_args *a) {
     return NNQ_OK;
 }
 
-/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
-static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
-    *out = NULL;
-    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
-    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
-        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
-        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
-    *out = nnq_f32(a->in_grad[i]);
-    return NNQ_OK;
-}
-
 /* dY (M, N) gives, with A' = op(A) (M, K) and B' = op(B) (K, N):
  *   dA' += alpha * dY B'^T, dB' += alpha * A'^T dY, stored transposed
  *   where A or B is; dC += beta * dY summed over C's broadcast dims. */
@@ -378,9 +367,9 @@ static nnq_status gemm_backward(const nnq_op_args *a) {
     NNQ_TRY(gemm_shape_of(a, &g));
     const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
     if (!dyt) return NNQ_OK;
-    NNQ_TRY(grad_of(a, 0, &da));
-    NNQ_TRY(grad_of(a, 1, &db));
-    NNQ_TRY(grad_of(a, 2, &dc));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &da));
+    NNQ_TRY(nnq_op_in_grad(a, 1, &db));
+    NNQ_TRY(nnq_op_in_grad(a, 2, &dc));
     const nnq_tensor *A = a->in[0], *B = a->in[1], *C = a->n_in > 2 ? a->in[2] : NULL;
     float alpha = nnq_node_attr_float(a->node, "alpha", 1.0f);
     float beta = nnq_node_attr_float(a->node, "beta", 1.0f);
@@ -550,8 +539,8 @@ static nnq_status matmul_backward(const nnq_op_args *a) {
     NNQ_TRY(matmul_shape_of(a, &s));
     const nnq_tensor *dyt = a->out_grad ? a->out_grad[0] : NULL;
     if (!dyt) return NNQ_OK;
-    NNQ_TRY(grad_of(a, 0, &da));
-    NNQ_TRY(grad_of(a, 1, &db));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &da));
+    NNQ_TRY(nnq_op_in_grad(a, 1, &db));
     if (!da && !db) return NNQ_OK;
     const float *A = nnq_f32(a->in[0]), *B = nnq_f32(a->in[1]), *dy = nnq_f32(dyt);
     const int m = (int)s.m, n = (int)s.n, k = (int)s.k;

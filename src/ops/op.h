@@ -69,6 +69,12 @@ const nnq_op_def *nnq_op_at(int i);
 nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Backward helpers: the float buffer of in_grad[i] (NULL when absent or
+ * not wanted) and of out_grad[0] (NULL when the output does not reach the
+ * loss), each checked against its tensor's element count and dtype. */
+nnq_status nnq_op_in_grad(const nnq_op_args *a, int i, float **out);
+nnq_status nnq_op_out_grad(const nnq_op_args *a, const float **out);
+
 /* Declarations of every op's def, generated from the list. */
 #define NNQ_OP(name) extern const nnq_op_def nnq_op_##name;
 #include "ops/op_list.inc"

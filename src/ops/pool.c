@@ -25,28 +25,6 @@ static nnq_status pool_check_dtype(const nnq_op_args *a, bool allow_int8) {
                        nnq_dtype_name(t), allow_int8 ? "float32, int8 and uint8 are" : "float32 is");
 }
 
-/* in_grad[i] (NULL if absent or not wanted), checked to match in[i]. */
-static nnq_status grad_of(const nnq_op_args *a, int i, float **out) {
-    *out = NULL;
-    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
-    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
-        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
-        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
-    *out = nnq_f32(a->in_grad[i]);
-    return NNQ_OK;
-}
-
-/* dY of output 0, checked against Y; NULL when Y does not reach the loss. */
-static nnq_status out_grad_of(const nnq_op_args *a, const float **out) {
-    const nnq_tensor *g = a->out_grad ? a->out_grad[0] : NULL;
-    *out = NULL;
-    if (!g) return NNQ_OK;
-    if (nnq_tensor_numel(g) != nnq_tensor_numel(a->out[0]) || g->dtype != NNQ_DT_FLOAT)
-        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of Y does not match Y");
-    *out = nnq_f32(g);
-    return NNQ_OK;
-}
-
 /* Output shape (N, C, out...) of a windowed pool. */
 static nnq_status pool_infer_window(const nnq_op_args *a, nnq_window *w) {
     const nnq_tensor *x = a->in[0];
@@ -353,8 +331,8 @@ static nnq_status maxpool_backward(const nnq_op_args *a) {
     nnq_window win, w;
     const float *dy;
     float *dx;
-    NNQ_TRY(out_grad_of(a, &dy));
-    NNQ_TRY(grad_of(a, 0, &dx));
+    NNQ_TRY(nnq_op_out_grad(a, &dy));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &dx));
     if (!dy || !dx) return NNQ_OK;
     NNQ_TRY(pool_check_dtype(a, false));
     NNQ_TRY(nnq_window_init(a, a->in[0], NULL, &win));
@@ -477,8 +455,8 @@ static nnq_status avgpool_backward(const nnq_op_args *a) {
     nnq_window win, w;
     const float *dy;
     float *dx;
-    NNQ_TRY(out_grad_of(a, &dy));
-    NNQ_TRY(grad_of(a, 0, &dx));
+    NNQ_TRY(nnq_op_out_grad(a, &dy));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &dx));
     if (!dy || !dx) return NNQ_OK;
     NNQ_TRY(pool_check_dtype(a, false));
     NNQ_TRY(nnq_window_init(a, a->in[0], NULL, &win));
@@ -550,8 +528,8 @@ static nnq_status gap_backward(const nnq_op_args *a) {
     const float *dy;
     float *dx;
     NNQ_TRY(gap_check(a));
-    NNQ_TRY(out_grad_of(a, &dy));
-    NNQ_TRY(grad_of(a, 0, &dx));
+    NNQ_TRY(nnq_op_out_grad(a, &dy));
+    NNQ_TRY(nnq_op_in_grad(a, 0, &dx));
     if (!dy || !dx) return NNQ_OK;
     const nnq_tensor *x = a->in[0];
     int64_t planes = x->dims[0] * x->dims[1];

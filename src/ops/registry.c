@@ -32,3 +32,23 @@ nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...)
     const char *op = a->node ? a->node->op_type : "?";
     return nnq_fail(s, "%s node '%s': %s", op, name, msg);
 }
+
+nnq_status nnq_op_in_grad(const nnq_op_args *a, int i, float **out) {
+    *out = NULL;
+    if (!a->in_grad || i >= a->n_in || !a->in[i] || !a->in_grad[i]) return NNQ_OK;
+    if (nnq_tensor_numel(a->in_grad[i]) != nnq_tensor_numel(a->in[i]) ||
+        a->in_grad[i]->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of input %d does not match the input", i);
+    *out = nnq_f32(a->in_grad[i]);
+    return NNQ_OK;
+}
+
+nnq_status nnq_op_out_grad(const nnq_op_args *a, const float **out) {
+    const nnq_tensor *g = a->out_grad ? a->out_grad[0] : NULL;
+    *out = NULL;
+    if (!g) return NNQ_OK;
+    if (nnq_tensor_numel(g) != nnq_tensor_numel(a->out[0]) || g->dtype != NNQ_DT_FLOAT)
+        return nnq_op_fail(a, NNQ_ERR_SHAPE, "gradient of output 0 does not match the output");
+    *out = nnq_f32(g);
+    return NNQ_OK;
+}
