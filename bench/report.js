@@ -3,7 +3,7 @@
 // "Float inference (issue 2)" section of BENCHMARKS.md (other sections of
 // that file are kept as they are).
 //
-//   node report.js --results R.jsonl --out BENCHMARKS.md|- [--load "a b c"]
+//   node report.js --results R.jsonl --out BENCHMARKS.md|- [--idle "99% / 98%"]
 //                  [--seconds S] [--check-batch N] [--max-nmse E]
 //                  [--command CMD] [--shown-results PATH]
 'use strict';
@@ -103,7 +103,7 @@ function section(o, checks, rows) {
     'divided by ORT\'s: above 1 nnq is faster, below 1 it is slower.',
     '',
     `- Date: ${date}`,
-    `- CPU: ${cpuInfo()}; load average when the run started: ${o.load || '?'}`,
+    `- CPU: ${cpuInfo()}; CPU idle just before / just after the measurements: ${o.idle || '?'}`,
     '- Reproduce: `make bench` (runs `bench/run.sh build/nnq`). This run: '
       + `\`${o.command || '?'}\`, raw JSON lines in \`${o['shown-results'] || '?'}\``,
     `- nnq: Release build (${tryRun('cc', ['--version']).split('\n')[0]}, -O2), OpenBLAS `
@@ -116,7 +116,8 @@ function section(o, checks, rows) {
     '  is the wall time of one run (nearest-rank percentiles). nnq and ORT alternate per',
     '  configuration. ORT\'s times include its Node binding (one event-loop turn and an output',
     '  tensor per run: about 0.01 ms per run, measured on a one-Relu model), which only',
-    '  weighs at batch 1.',
+    '  weighs at batch 1. Ratios are steadier than absolute numbers: on a shared or virtual',
+    '  machine, throughput at 2 threads can move by 2x between runs, for both engines alike.',
     `- Correctness: nmse of nnq's logits against ORT's on one fixed batch of ${o['check-batch'] || '?'}`,
     `  (must be < ${o['max-nmse'] || '?'}): ${check || 'not run'}`,
     '',

@@ -60,7 +60,16 @@ BENCH="$BUILD/bench/bench_float"
 ORT="$ROOT/bench/ort_bench.js"
 RESULTS="$BUILD/bench/float_results.jsonl"
 : >"$RESULTS.tmp"
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# Share of CPU time idle over 2 s: other jobs on the machine skew timings,
+# so the report records it just before and just after the measurements.
+cpu_idle() {
+    a=$(head -n 1 /proc/stat)
+    sleep 2
+    b=$(head -n 1 /proc/stat)
+    printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; t[NR] = 0; for (i = 2; i <= NF; i++) t[NR] += $i }
+        END { d = t[2] - t[1]; printf "%d%%", d > 0 ? 100 * (idle[2] - idle[1]) / d : 0 }'
+}
+IDLE_BEFORE=$(cpu_idle)
 
 # nnq's threads come from its executor option and from OpenMP, which also
 # sizes OpenBLAS (OpenMP build): keep all three equal to T.
@@ -95,8 +104,9 @@ for m in $MODELS; do
     done
 done
 mv "$RESULTS.tmp" "$RESULTS"
+IDLE_AFTER=$(cpu_idle)
 
 case "$RESULTS" in "$ROOT"/*) SHOWN=${RESULTS#"$ROOT"/} ;; *) SHOWN=$RESULTS ;; esac
-node "$ROOT/bench/report.js" --results "$RESULTS" --out "$OUT" --load "$LOAD_START" \
+node "$ROOT/bench/report.js" --results "$RESULTS" --out "$OUT" --idle "$IDLE_BEFORE / $IDLE_AFTER" \
     --command "bench/run.sh $ARG" --shown-results "$SHOWN" \
     --seconds "$SECONDS_PER" --check-batch $CHECK_BATCH --max-nmse $MAX_NMSE

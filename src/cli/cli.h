@@ -40,5 +40,9 @@ int cmd_eval_run(int argc, char **argv);
 void cmd_eval_help(FILE *fp);
 int cmd_train_run(int argc, char **argv);
 void cmd_train_help(FILE *fp);
+int cmd_run_run(int argc, char **argv);
+void cmd_run_help(FILE *fp);
+int cmd_convert_run(int argc, char **argv);
+void cmd_convert_help(FILE *fp);
 
 #endif

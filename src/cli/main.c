@@ -16,6 +16,10 @@ static const cli_command commands[] = {
      cmd_eval_help},
     {"train", "train a built-in architecture on Fashion-MNIST, export ONNX", cmd_train_run,
      cmd_train_help},
+    {"run", "run a float model on a .npy input, write its first output", cmd_run_run,
+     cmd_run_help},
+    {"convert", "import, check and re-export an ONNX model (upgrades old opsets)",
+     cmd_convert_run, cmd_convert_help},
     {"help", "show help for a command", help_run, help_help},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
