@@ -57,6 +57,8 @@ cli_parse_result cli_parse_args(const char *cmd, int argc, char **argv, const cl
             pos[(*n_pos)++] = a;
             continue;
         }
+        /* The one short option: "-o PATH" is "--output PATH". */
+        if (strcmp(a, "-o") == 0) a = "--output";
         if (a[1] != '-') {
             cli_usage_error(cmd, "unknown option '%s'", a);
             return CLI_PARSE_ERROR;

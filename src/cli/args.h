@@ -1,7 +1,7 @@
 /* Option parsing shared by every command: a table of options, each
  * writing into a caller's variable, plus positional arguments.
- * Accepts "--name value", "--name=value", "--" to end options, and
- * "-h"/"--help" everywhere. */
+ * Accepts "--name value", "--name=value", "--" to end options,
+ * "-h"/"--help" everywhere, and "-o" for "--output". */
 #ifndef NNQ_CLI_ARGS_H
 #define NNQ_CLI_ARGS_H
 

@@ -45,16 +45,10 @@ static int parse(int argc, char **argv, run_opts *o) {
         {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
         {"quiet", CLI_OPT_FLAG, &o->quiet, 0, 0},
     };
-    /* args.c knows long options only: "-o X" is "--output X" here. */
-    char **av = malloc(sizeof *av * (size_t)(argc + 1));
-    if (!av) return cli_error("out of memory");
-    for (int i = 0; i < argc; i++) av[i] = strcmp(argv[i], "-o") == 0 ? "--output" : argv[i];
-    av[argc] = NULL;
     const char *pos[1];
     int n_pos;
-    cli_parse_result r = cli_parse_args("run", argc, av, opts, (int)(sizeof opts / sizeof opts[0]),
+    cli_parse_result r = cli_parse_args("run", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                                         pos, 1, &n_pos);
-    free(av);
     switch (r) {
     case CLI_PARSE_HELP: cmd_run_help(stdout); return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;

@@ -135,9 +135,22 @@ nnq_status nnq_graph_prepare(nnq_graph *g) {
      * inferred when the executor sees that data, not here. */
     for (int i = 0; i < g->n_inputs; i++)
         if (nnq_dtype_is_integer(g->values[g->inputs[i]].t.dtype)) return NNQ_OK;
+    /* Symbolic dims are tried as 1. That is right for a batch dim; for a
+     * symbolic spatial dim a kernel may not fit in 1, so a failure there
+     * is left to run time, when the real sizes are known. */
+    bool symbolic_inner = false;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const nnq_tensor *t = &g->values[g->inputs[i]].t;
+        for (int k = 1; k < t->rank; k++)
+            if (t->dims[k] < 0) symbolic_inner = true;
+    }
     nnq_tensor *shapes = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *shapes);
     if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory inferring shapes");
     nnq_status s = nnq_graph_infer_shapes(g, NULL, shapes);
     free(shapes);
+    if (s != NNQ_OK && symbolic_inner) {
+        nnq_clear_error();
+        return NNQ_OK;
+    }
     return s;
 }

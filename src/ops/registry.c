@@ -28,9 +28,14 @@ nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const char *name = a->node && a->node->name && a->node->name[0] ? a->node->name : "(unnamed)";
     const char *op = a->node ? a->node->op_type : "?";
-    return nnq_fail(s, "%s node '%s': %s", op, name, msg);
+    char label[256] = "(unnamed)";
+    if (a->node && a->node->name && a->node->name[0])
+        snprintf(label, sizeof label, "%s", a->node->name);
+    else if (a->node && a->graph && a->node >= a->graph->nodes &&
+             a->node < a->graph->nodes + a->graph->n_nodes)
+        nnq_node_label(a->graph, (int)(a->node - a->graph->nodes), label, sizeof label);
+    return nnq_fail(s, "%s node '%s': %s", op, label, msg);
 }
 
 nnq_status nnq_op_in_grad(const nnq_op_args *a, int i, float **out) {
