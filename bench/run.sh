@@ -67,7 +67,7 @@ cpu_idle() {
     sleep 2
     b=$(head -n 1 /proc/stat)
     printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; t[NR] = 0; for (i = 2; i <= NF; i++) t[NR] += $i }
-        END { d = t[2] - t[1]; printf "%d%%", d > 0 ? 100 * (idle[2] - idle[1]) / d : 0 }'
+        END { d = t[2] - t[1]; p = 0; if (d > 0) p = 100 * (idle[2] - idle[1]) / d; printf "%d%%", p }'
 }
 IDLE_BEFORE=$(cpu_idle)
 
