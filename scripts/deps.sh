@@ -3,7 +3,7 @@
 # ONNX Runtime from npm into bench/node_modules when it is missing.
 # Idempotent and quiet when everything is present.
 #   scripts/deps.sh            build + test + demo dependencies
-#   scripts/deps.sh --peers    also the comparison peers (PyTorch, ONNX, Chromium)
+#   scripts/deps.sh --peers    also the comparison peers (PyTorch, clang for fuzzing)
 set -eu
 
 PKGS="build-essential cmake pkg-config zlib1g-dev
