@@ -10,47 +10,13 @@
 #include <string.h>
 
 #include "check.h"
+#include "op_fixture.h"
 #include "gradcheck.h"
 #include "ops/op.h"
 
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
 #define TOL 2e-3 /* FD with float forwards: observed errors are ~1e-5..1e-4 */
 
 /* ---- helpers ---- */
-
-static nnq_attr a_int(const char *name, int64_t v) {
-    nnq_attr a = {.name = (char *)name, .type = NNQ_ATTR_INT, .i = v};
-    return a;
-}
-static nnq_attr a_float(const char *name, float v) {
-    nnq_attr a = {.name = (char *)name, .type = NNQ_ATTR_FLOAT, .f = v};
-    return a;
-}
-static nnq_attr a_ints(const char *name, int n, const int64_t *v) {
-    nnq_attr a = {.name = (char *)name, .type = NNQ_ATTR_INTS, .n = n, .ints = (int64_t *)v};
-    return a;
-}
-
-static nnq_node mk_node(const char *op, nnq_attr *attrs, int n_attrs) {
-    nnq_node nd = {.name = (char *)"n0", .op_type = (char *)op, .domain = (char *)"",
-                   .n_attrs = n_attrs, .attrs = attrs};
-    return nd;
-}
-
-static uint32_t rng_state = 2024u;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)(rng_state >> 8) / 8388608.0f - 1.0f;
-}
-
-static nnq_tensor mk(nnq_dtype dt, int rank, const int64_t *dims, const void *vals) {
-    nnq_tensor t = {0};
-    CHECK_OK(nnq_tensor_alloc(&t, dt, rank, dims));
-    size_t nb = 0;
-    CHECK_OK(nnq_tensor_nbytes(&t, &nb));
-    if (vals && nb) memcpy(t.data, vals, nb);
-    return t;
-}
 
 /* Uniform in [-scale, scale), redrawn while within `gap` of a kink, so
  * the finite-difference step (about 1% of the RMS) never crosses one. */
@@ -68,10 +34,6 @@ static nnq_tensor mk_rand_away(int rank, const int64_t *dims, float scale, int n
         nnq_f32(&t)[i] = v;
     }
     return t;
-}
-
-static nnq_tensor mk_rand(int rank, const int64_t *dims, float scale) {
-    return mk_rand_away(rank, dims, scale, 0, NULL, 0);
 }
 
 /* Values in [lo, hi) with a random sign: divisors kept away from 0. */
@@ -602,6 +564,7 @@ static void test_registered(void) {
 }
 
 int main(void) {
+    rng_state = 2024u;
     test_registered();
     test_activations();
     test_activation_kinks();
