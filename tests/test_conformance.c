@@ -54,31 +54,15 @@ typedef struct conf_skip {
 
 static const conf_skip skips[] = {
 #define NNQ_CONF_SKIP(dir, reason) {dir, reason},
-#define NNQ_CONF_CONST(dir, input)
 #include "conformance_skips.inc"
 #undef NNQ_CONF_SKIP
-#undef NNQ_CONF_CONST
-    {NULL, NULL}};
-
-/* Graph inputs bound as constants (from test_data_set_0) before prepare. */
-typedef struct conf_const {
-    const char *dir, *input;
-} conf_const;
-
-static const conf_const consts[] = {
-#define NNQ_CONF_SKIP(dir, reason)
-#define NNQ_CONF_CONST(dir, input) {dir, input},
-#include "conformance_skips.inc"
-#undef NNQ_CONF_SKIP
-#undef NNQ_CONF_CONST
     {NULL, NULL}};
 
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 typedef enum outcome {
     OUT_PASS,
-    OUT_FAIL,
-    OUT_OPSET /* the importer rejected a model below its minimum opset */
+    OUT_FAIL
 } outcome;
 
 /* One data set's tensor files (input_*.pb or output_*.pb). */
@@ -212,9 +196,8 @@ static outcome compare(const nnq_tensor *got, const nnq_tensor *want, const char
     return OUT_PASS;
 }
 
-/* Input files naming a constant of the graph (an input the harness bound,
- * or an initializer the model also lists as an input) are checked against
- * it and not fed. */
+/* Input files naming a constant of the graph (an initializer the model
+ * also lists as an input) are checked against it and not fed. */
 static outcome drop_constant_files(const nnq_graph *g, pb_set *s, char *why, size_t cap) {
     outcome r = OUT_PASS;
     int kept = 0;
@@ -272,48 +255,8 @@ done:
     return r;
 }
 
-/* Turn the graph inputs listed for this case in conformance_skips.inc into
- * initializers holding their test_data_set_0 values. */
-static outcome bind_consts(nnq_graph *g, const char *dir, const char *case_dir, char *why,
-                           size_t cap) {
-    pb_set in = {0};
-    char set0[2048];
-    outcome r = OUT_PASS;
-    snprintf(set0, sizeof set0, "%s/test_data_set_0", dir);
-    for (int i = 0; consts[i].dir; i++) {
-        if (strcmp(consts[i].dir, case_dir) != 0) continue;
-        if (in.n == 0 && (r = pb_set_load(set0, "input", &in, why, cap)) != OUT_PASS) goto done;
-        const char *name = consts[i].input;
-        int k = find_named(g, g->inputs, g->n_inputs, name), f = -1;
-        for (int j = 0; j < in.n; j++)
-            if (in.name[j] && strcmp(in.name[j], name) == 0) f = j;
-        if (k < 0 || f < 0) {
-            r = failf(why, cap, "cannot bind '%s' as a constant: no graph input or input file "
-                      "of that name", name);
-            goto done;
-        }
-        nnq_value *v = &g->values[g->inputs[k]];
-        if (v->t.dtype != in.t[f].dtype) {
-            r = failf(why, cap, "cannot bind '%s': file holds %s, input is %s", name,
-                      nnq_dtype_name(in.t[f].dtype), nnq_dtype_name(v->t.dtype));
-            goto done;
-        }
-        nnq_tensor_release(&v->t);
-        v->t = in.t[f]; /* the graph takes the data */
-        in.t[f].data = NULL;
-        in.t[f].owns = false;
-        v->is_initializer = true;
-        memmove(&g->inputs[k], &g->inputs[k + 1], sizeof *g->inputs * (size_t)(g->n_inputs - k - 1));
-        g->n_inputs--;
-    }
-done:
-    pb_set_release(&in);
-    return r;
-}
-
-/* Import, prepare and run every data set of one case; with bind, first
- * turn the case's listed inputs into constants. */
-static outcome run_case(const char *root, const conf_case *c, bool bind, char *why, size_t cap) {
+/* Import, prepare and run every data set of one case. */
+static outcome run_case(const char *root, const conf_case *c, char *why, size_t cap) {
     char dir[1024], path[2048];
     nnq_graph *g = NULL;
     nnq_exec *e = NULL;
@@ -326,10 +269,8 @@ static outcome run_case(const char *root, const conf_case *c, bool bind, char *w
     nnq_clear_error();
     if ((st = nnq_onnx_load(path, &g)) != NNQ_OK) {
         snprintf(why, cap, "load: %s: %s", nnq_status_name(st), nnq_last_error());
-        if (c->opset < NNQ_ONNX_MIN_OPSET && st == NNQ_ERR_UNSUPPORTED) return OUT_OPSET;
         return OUT_FAIL;
     }
-    if (bind && (r = bind_consts(g, dir, c->dir, why, cap)) != OUT_PASS) goto done;
     if ((st = nnq_graph_prepare(g)) != NNQ_OK) {
         r = failf(why, cap, "prepare: %s: %s", nnq_status_name(st), nnq_last_error());
         goto done;
@@ -361,20 +302,6 @@ static const conf_skip *find_skip(const char *dir) {
     return NULL;
 }
 
-/* "'shape', 'axes'" for the inputs bound in this case; 0 if none. */
-static int bound_inputs(const char *dir, char *buf, size_t cap) {
-    int n = 0;
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int i = 0; consts[i].dir; i++) {
-        if (strcmp(consts[i].dir, dir) != 0) continue;
-        int w = snprintf(buf + len, cap - len, "%s'%s'", n ? ", " : "", consts[i].input);
-        if (w > 0 && (size_t)w < cap - len) len += (size_t)w;
-        n++;
-    }
-    return n;
-}
-
 static bool case_listed(const char *dir) {
     for (int k = 0; k < N_CASES; k++)
         if (strcmp(cases[k].dir, dir) == 0) return true;
@@ -388,23 +315,20 @@ static int find_op(const char *op) {
 }
 
 typedef struct op_count {
-    int passed, bound, skipped, failed;
+    int passed, skipped, failed;
 } op_count;
 
 static void print_summary(const op_count *count, int n_ops) {
-    op_count total = {0, 0, 0, 0};
-    /* bound: passed with shape-like inputs bound as constants */
-    printf("\n%-20s %6s %6s %7s %6s\n", "op", "passed", "bound", "skipped", "failed");
+    op_count total = {0, 0, 0};
+    printf("\n%-20s %6s %7s %6s\n", "op", "passed", "skipped", "failed");
     for (int i = 0; i < n_ops; i++) {
-        printf("%-20s %6d %6d %7d %6d\n", nnq_op_at(i)->op_type, count[i].passed,
-               count[i].bound, count[i].skipped, count[i].failed);
+        printf("%-20s %6d %7d %6d\n", nnq_op_at(i)->op_type, count[i].passed, count[i].skipped,
+               count[i].failed);
         total.passed += count[i].passed;
-        total.bound += count[i].bound;
         total.skipped += count[i].skipped;
         total.failed += count[i].failed;
     }
-    printf("%-20s %6d %6d %7d %6d\n", "total", total.passed, total.bound, total.skipped,
-           total.failed);
+    printf("%-20s %6d %7d %6d\n", "total", total.passed, total.skipped, total.failed);
 }
 
 int main(int argc, char **argv) {
@@ -433,11 +357,6 @@ int main(int argc, char **argv) {
             printf("FAIL skip entry %s names no case in conformance_cases.inc\n", skips[i].dir);
             failed++;
         }
-    for (int i = 0; consts[i].dir; i++)
-        if (!case_listed(consts[i].dir)) {
-            printf("FAIL const entry %s names no case in conformance_cases.inc\n", consts[i].dir);
-            failed++;
-        }
 
     int n_ops = nnq_op_count();
     op_count *count = calloc((size_t)n_ops, sizeof *count);
@@ -455,20 +374,9 @@ int main(int argc, char **argv) {
             failed++;
             continue;
         }
-        char why[2048] = "", unbound_why[2048] = "", bound[512];
+        char why[2048] = "";
         const conf_skip *skip = find_skip(c->dir);
-        bool bind = bound_inputs(c->dir, bound, sizeof bound) > 0;
-        outcome r = run_case(root, c, false, why, sizeof why);
-        if (bind && r == OUT_PASS) {
-            printf("FAIL %s [%s]: passes with %s fed at run time: remove its NNQ_CONF_CONST "
-                   "entries\n", c->dir, c->op, bound);
-            count[op].failed++;
-            continue;
-        }
-        if (bind && r == OUT_FAIL) {
-            snprintf(unbound_why, sizeof unbound_why, "%s", why);
-            r = run_case(root, c, true, why, sizeof why);
-        }
+        outcome r = run_case(root, c, why, sizeof why);
         if (skip && r == OUT_PASS) {
             printf("FAIL %s [%s]: passes but is listed in conformance_skips.inc: remove it\n",
                    c->dir, c->op);
@@ -477,23 +385,11 @@ int main(int argc, char **argv) {
             printf("SKIP %s: %s\n", c->dir, skip->reason);
             if (verbose) printf("     (%s)\n", why);
             count[op].skipped++;
-        } else if (r == OUT_OPSET) {
-            printf("SKIP %s: opset %d model; the importer reads opsets %d..%d\n", c->dir,
-                   c->opset, NNQ_ONNX_MIN_OPSET, NNQ_ONNX_MAX_OPSET);
-            count[op].skipped++;
         } else if (r == OUT_FAIL) {
-            printf("FAIL %s [%s: %s]%s%s: %s\n", c->dir, c->op, c->ops, bind ? " with bound " : "",
-                   bind ? bound : "", why);
+            printf("FAIL %s [%s: %s]: %s\n", c->dir, c->op, c->ops, why);
             count[op].failed++;
         } else {
-            if (bind) {
-                printf("BOUND %s: %s bound as constant(s); fed at run time it fails\n", c->dir,
-                       bound);
-                if (verbose) printf("     (%s)\n", unbound_why);
-                count[op].bound++;
-            } else if (verbose) {
-                printf("PASS %s\n", c->dir);
-            }
+            if (verbose) printf("PASS %s\n", c->dir);
             count[op].passed++;
         }
         fflush(stdout);

@@ -38,6 +38,13 @@ typedef struct nnq_op_args {
      * when that gradient is not needed (e.g. constant inputs). */
     const nnq_tensor *const *out_grad;
     nnq_tensor *const *in_grad;
+    /* Inference only (Conv): an activation the executor fused into this op,
+     * applied to each output as it is written so the separate pass over Y
+     * disappears. clamp: Clip's min(max(y, clamp_lo), clamp_hi), NaN kept;
+     * clamp_relu: Relu's y > 0 ? y : 0 instead. Each form matches its
+     * unfused op bit for bit. */
+    bool clamp, clamp_relu;
+    float clamp_lo, clamp_hi;
 } nnq_op_args;
 
 typedef nnq_status (*nnq_op_infer_fn)(const nnq_op_args *a);
