@@ -265,6 +265,25 @@ static void test_conv(void) {
         {2, 2, 3, 3, 3, {5, 40}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
         {2, 1, 2, 2, 2, {4, 41}, {3, 3}, {1, 2}, {1, 1}, {0}, NULL, false, true},
         {2, 1, 6, 6, 6, {7, 8}, {4, 4}, {1, 1}, {1, 1}, {0}, "SAME_LOWER", true, true},
+        /* depthwise on small planes (phase-plane kernel): 4x4, 8x8, 16x16,
+         * stride 2, pads, multiplier 2, outputs narrower than a vector */
+        {2, 2, 5, 5, 5, {4, 4}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 1, 4, 8, 4, {4, 4}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 3, 6, 12, 6, {8, 8}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 2, 3, 3, 3, {8, 8}, {3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, NULL, false, true},
+        {2, 2, 7, 14, 7, {16, 16}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 1, 4, 4, 4, {16, 16}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 1, 4, 8, 4, {16, 16}, {5, 5}, {2, 2}, {2, 1}, {2, 2, 2, 2}, NULL, true, true},
+        {2, 2, 3, 3, 3, {8, 7}, {3, 3}, {3, 2}, {1, 1}, {1, 2, 0, 1}, NULL, true, true},
+        /* strided dense convs (tap GEMMs over phase planes), output
+         * channels split over threads, groups, dilation */
+        {2, 1, 16, 32, 1, {16, 16}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        /* ... and large enough for inference to run them on several threads */
+        {2, 1, 32, 64, 1, {32, 32}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 4, 64, 64, 64, {32, 32}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true, true},
+        {2, 4, 64, 128, 64, {32, 32}, {3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, NULL, true, true},
+        {2, 2, 8, 24, 2, {9, 10}, {3, 3}, {2, 2}, {2, 1}, {2, 1, 1, 2}, NULL, true, true},
+        {2, 1, 5, 20, 1, {8, 8}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, false, true},
         /* dilation 2, auto_pad */
         {2, 2, 3, 4, 1, {11, 9}, {3, 3}, {1, 1}, {2, 2}, {2, 2, 2, 2}, NULL, true, true},
         {2, 1, 3, 4, 1, {7, 7}, {4, 4}, {2, 2}, {1, 1}, {0}, "SAME_UPPER", true, true},

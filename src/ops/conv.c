@@ -25,6 +25,9 @@
 #define DW_BLOCK 8
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MIN_WORK 65536
+/* Inference alone: waking a second thread for each small conv of a batch-1
+ * network costs more than the conv (measured on the bench models). */
+#define FORWARD_PARALLEL_MIN_WORK (1 << 20)
 
 /* The GEMM and tap paths split the work into items: (image, group, chunk
  * of output lines), a line being one row of OW outputs; on the tap path a
@@ -33,6 +36,13 @@
  * a single-threaded kernel, so one parallel region covers a whole Conv and
  * OpenBLAS never starts threads of its own inside it. Batches split by
  * image (block) and group; a single image splits by lines. */
+/* The activation fused into the conv's output (op.h: clamp, clamp_relu). */
+typedef enum { CONV_ACT_NONE, CONV_ACT_CLIP, CONV_ACT_RELU } conv_act_kind;
+typedef struct conv_act {
+    conv_act_kind kind;
+    float lo, hi;
+} conv_act;
+
 typedef struct conv_plan {
     nnq_window w;             /* 3-D form: leading unit dims added */
     int64_t n, c, m, group;
@@ -45,6 +55,11 @@ typedef struct conv_plan {
     int64_t chunk_lines;      /* lines per chunk (the last may have fewer) */
     int64_t items;            /* blocks * group * chunks */
     bool depthwise;           /* direct kernel */
+    bool dw_planes;           /* forward: depthwise over padded phase planes */
+    bool stap;                /* forward: strided conv as tap GEMMs over phase planes */
+    int64_t stap_mchunk;      /* stap: output channels per item */
+    int64_t stap_items;       /* stap: images * groups * channel chunks */
+    int64_t tap_mchunk;       /* tap: > 0 when chunks split output channels, not lines */
     bool direct;              /* X is its own column matrix (1x1, stride 1, no pad) */
     bool tap;                 /* tap-GEMM path (see "Tap path" below) */
     int64_t taps;             /* KH * KW */
@@ -55,6 +70,7 @@ typedef struct conv_plan {
     int threads;
     int max_threads;          /* a->threads, or 1 for a conv too small to split */
     size_t col_floats;        /* one thread's im2col buffer */
+    conv_act act;             /* forward epilogue */
 } conv_plan;
 
 static nnq_status check_inputs(const nnq_op_args *a) {
@@ -214,6 +230,96 @@ static int64_t tap_block_images(const conv_plan *p) {
     return blocks > 0 ? (p->n + blocks - 1) / blocks : 1;
 }
 
+/* ---- Depthwise forward over phase planes ----
+ * Each input plane is copied once, zero-padded and split by stride phase:
+ * phase (ph, pw) holds padded rows ph, ph + SH, ... and columns pw,
+ * pw + SW, ..., each phase row ld floats long. Output (oh, ow) sits at grid
+ * position oh * ld + ow, and tap (kh, kw) reads phase ((kh*DH) % SH,
+ * (kw*DW) % SW) at that position + ((kh*DH) / SH) * ld + (kw*DW) / SW: every
+ * tap is one unit-stride pass over the whole grid, whatever the stride,
+ * with no bounds checks, so small planes and stride 2 vectorise as well as
+ * large ones. Grid columns ow >= OW are computed and dropped. */
+#define DW_MAX_STRIDE 4
+
+typedef struct dw_geom {
+    int64_t ld;    /* phase row = grid row, in floats */
+    int64_t rows;  /* rows per phase */
+    int64_t phase; /* floats per phase, with slack for the last vector's reads */
+    int64_t grid;  /* OH * ld rounded up to whole vectors */
+} dw_geom;
+
+static dw_geom dw_geometry(const nnq_window *w) {
+    dw_geom gm;
+    const int64_t cmax = (w->kernel[2] - 1) * w->dilation[2] / w->stride[2];
+    gm.ld = w->out[2] + cmax;
+    gm.rows = w->out[1] + (w->kernel[1] - 1) * w->dilation[1] / w->stride[1];
+    gm.grid = (w->out[1] * gm.ld + DW_BLOCK - 1) / DW_BLOCK * DW_BLOCK;
+    /* the last vector reads up to rows*ld + cmax + DW_BLOCK - 1 */
+    gm.phase = tap_round(gm.rows * gm.ld + cmax + DW_BLOCK);
+    return gm;
+}
+
+/* One thread's buffer: all phases of one input plane, then the grid. */
+static size_t dw_floats(const nnq_window *w) {
+    dw_geom gm = dw_geometry(w);
+    return (size_t)(w->stride[1] * w->stride[2] * gm.phase + gm.grid);
+}
+
+/* 2-D (or 1-D) depthwise with small strides and no negative pads. */
+static bool dw_planes_eligible(const conv_plan *p) {
+    const nnq_window *w = &p->w;
+    if (!(p->group > 1 && p->cg == 1) || w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1)
+        return false;
+    for (int d = 1; d < 3; d++)
+        if (w->stride[d] < 1 || w->stride[d] > DW_MAX_STRIDE || w->pad_begin[d] < 0 ||
+            w->pad_end[d] < 0 || w->dilation[d] < 1)
+            return false;
+    return w->kernel[1] * w->kernel[2] <= TAP_MAX && w->out[1] > 0 && w->out[2] > 0;
+}
+
+/* ---- Strided tap path (forward) ----
+ * Over the phase planes of its input (see the depthwise kernel above), a
+ * strided conv is a stride-1 one: tap t of channel c reads c's phases at
+ * off[t] + grid position, so nnq_tap_gemm runs it with a channel stride
+ * that spans all of a channel's phases, with no im2col matrix. For 2-D
+ * convs with a stride above 1 and a kernel above 1x1; backward keeps the
+ * im2col path. Items are (image, group, chunk of output channels), so one
+ * image still splits over threads. */
+static bool stap_eligible(const conv_plan *p) {
+    const nnq_window *w = &p->w;
+    if (p->tap || p->direct || (p->group > 1 && p->cg == 1)) return false;
+    if (w->kernel[0] != 1 || w->in[0] != 1 || w->out[0] != 1) return false;
+    if (w->stride[1] == 1 && w->stride[2] == 1) return false;
+    int64_t taps = w->kernel[1] * w->kernel[2];
+    if (taps < 2 || taps > TAP_MAX) return false;
+    for (int d = 1; d < 3; d++)
+        if (w->stride[d] < 1 || w->stride[d] > DW_MAX_STRIDE || w->pad_begin[d] < 0 ||
+            w->pad_end[d] < 0 || w->dilation[d] < 1)
+            return false;
+    return w->out[1] > 0 && w->out[2] > 0;
+}
+
+/* Floats of one channel's phases, and of the readable tail after the last. */
+static int64_t stap_cstride(const nnq_window *w) {
+    return w->stride[1] * w->stride[2] * dw_geometry(w).phase;
+}
+static int64_t stap_input_floats(const conv_plan *p) {
+    return tap_round(p->cg * stap_cstride(&p->w) + NNQ_TAP_OVERRUN + 16);
+}
+
+static void stap_plan(conv_plan *p) {
+    const dw_geom gm = dw_geometry(&p->w);
+    const int64_t tasks = p->n * p->group, cols = p->w.out[1] * gm.ld;
+    int64_t want = tasks < p->max_threads ? (p->max_threads + tasks - 1) / tasks : 1;
+    int64_t mc = (p->mg + want - 1) / want;
+    if (want > 1) mc = (mc + 7) / 8 * 8; /* whole register tiles per chunk */
+    if (mc > p->mg) mc = p->mg;
+    if (mc < 1) mc = 1;
+    p->stap_mchunk = mc;
+    p->stap_items = tasks * ((p->mg + mc - 1) / mc);
+    p->col_floats = (size_t)(stap_input_floats(p) + tap_round(mc * cols));
+}
+
 static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     nnq_window win;
     NNQ_TRY(check_inputs(a));
@@ -253,6 +359,17 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
     if (tasks > 0 && tasks < p->threads) p->chunks = (p->threads + tasks - 1) / tasks;
     if (p->chunks > p->lines) p->chunks = p->lines > 0 ? p->lines : 1;
     p->chunk_lines = (p->lines + p->chunks - 1) / p->chunks;
+    p->tap_mchunk = 0;
+    if (p->tap && p->chunks > 1 && p->mg >= 16 &&
+        p->n * p->m * p->out_size * p->rows >= FORWARD_PARALLEL_MIN_WORK) {
+        /* Few images: split output channels rather than lines, so each
+         * thread's tap GEMM keeps the whole (long) grid; the input fill
+         * is repeated per chunk, which costs less than short rows. */
+        int64_t mc = (p->mg + p->chunks - 1) / p->chunks;
+        p->tap_mchunk = (mc + 7) / 8 * 8 < p->mg ? (mc + 7) / 8 * 8 : p->mg;
+        p->chunks = (p->mg + p->tap_mchunk - 1) / p->tap_mchunk;
+        p->chunk_lines = p->lines;
+    }
     p->items = tasks * p->chunks;
     if (p->items < p->threads) p->threads = p->items > 0 ? (int)p->items : 1;
     p->col_floats = p->depthwise || p->direct ? 0 : (size_t)(p->rows * p->chunk_lines * w->out[2]);
@@ -262,6 +379,14 @@ static nnq_status conv_make_plan(const nnq_op_args *a, conv_plan *p) {
         p->col_floats = (size_t)(tap_round(p->cg * prows * ld + p->slack) +
                                  tap_round(p->mg * p->chunk_lines * ld));
     }
+
+    p->dw_planes = dw_planes_eligible(p);
+    if (p->dw_planes) p->col_floats = dw_floats(w);
+    p->stap = !p->dw_planes && stap_eligible(p);
+    if (p->stap) stap_plan(p);
+    p->act.kind = a->clamp_relu ? CONV_ACT_RELU : a->clamp ? CONV_ACT_CLIP : CONV_ACT_NONE;
+    p->act.lo = a->clamp_lo;
+    p->act.hi = a->clamp_hi;
 
     int64_t check[4] = {p->mg, p->out_size, p->rows, p->in_size};
     if (!nnq_blas_dims_fit(4, check))
@@ -394,14 +519,75 @@ static void im2col_row(const float *x, const nnq_window *w, int64_t r, int64_t l
     }
 }
 
-/* y[m * stride + i] += bias[m] for i < size. */
-static void add_bias(float *y, const float *bias, int64_t channels, int64_t size,
-                     int64_t stride) {
-    for (int64_t m = 0; m < channels; m++) {
-        float b = bias[m];
-        float *ym = y + m * stride;
+/* The fused activation over y[0..n), in place. */
+__attribute__((target_clones("avx2", "default")))
+static void act_apply(const conv_act *f, float *y, int64_t n) {
+    if (f->kind == CONV_ACT_CLIP) {
+        const float lo = f->lo, hi = f->hi;
         #pragma omp simd
-        for (int64_t i = 0; i < size; i++) ym[i] += b;
+        for (int64_t i = 0; i < n; i++) {
+            float v = y[i] < lo ? lo : y[i];
+            y[i] = v > hi ? hi : v;
+        }
+    } else if (f->kind == CONV_ACT_RELU) {
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    }
+}
+
+/* y[m * stride + i] = act(y[...] + bias[m]) for i < size (bias NULL: 0),
+ * one pass while the GEMM's output is still in cache. */
+__attribute__((target_clones("avx2", "default")))
+static void bias_act(float *y, const float *bias, int64_t channels, int64_t size, int64_t stride,
+                     const conv_act *f) {
+    const float lo = f->lo, hi = f->hi;
+    for (int64_t m = 0; m < channels; m++) {
+        const float b = bias ? bias[m] : 0.0f;
+        float *ym = y + m * stride;
+        if (f->kind == CONV_ACT_CLIP) {
+            #pragma omp simd
+            for (int64_t i = 0; i < size; i++) {
+                float v = ym[i] + b;
+                v = v < lo ? lo : v;
+                ym[i] = v > hi ? hi : v;
+            }
+        } else if (f->kind == CONV_ACT_RELU) {
+            #pragma omp simd
+            for (int64_t i = 0; i < size; i++) {
+                float v = ym[i] + b;
+                ym[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = 0; i < size; i++) ym[i] += b;
+        }
+    }
+}
+
+/* dst[r * dld + i] = act(src[r * sld + i] + b) for r < rows, i < cols: a
+ * computed grid's outputs moved to Y with bias and fused activation. */
+__attribute__((target_clones("avx2", "default")))
+static void grid_to_rows(float *dst, int64_t dld, const float *src, int64_t sld, int64_t rows,
+                         int64_t cols, float b, const conv_act *f) {
+    const float lo = f->lo, hi = f->hi;
+    for (int64_t r = 0; r < rows; r++, dst += dld, src += sld) {
+        if (f->kind == CONV_ACT_CLIP) {
+            #pragma omp simd
+            for (int64_t i = 0; i < cols; i++) {
+                float v = src[i] + b;
+                v = v < lo ? lo : v;
+                dst[i] = v > hi ? hi : v;
+            }
+        } else if (f->kind == CONV_ACT_RELU) {
+            #pragma omp simd
+            for (int64_t i = 0; i < cols; i++) {
+                float v = src[i] + b;
+                dst[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = 0; i < cols; i++) dst[i] = src[i] + b;
+        }
     }
 }
 
@@ -426,7 +612,8 @@ static void conv_item(const conv_plan *p, const float *x, const float *wt, const
     }
     nnq_sgemm(false, false, (int)p->mg, (int)cols, (int)p->rows, 1.0f, wt + g * p->mg * p->rows,
               (int)p->rows, b, (int)ldb, 0.0f, yg, (int)p->out_size, 1);
-    if (bias) add_bias(yg, bias + g * p->mg, p->mg, cols, p->out_size);
+    if (bias || p->act.kind != CONV_ACT_NONE)
+        bias_act(yg, bias ? bias + g * p->mg : NULL, p->mg, cols, p->out_size, &p->act);
 }
 
 /* Tap-path work item: output lines [l0, l1) of a block of images in
@@ -438,9 +625,15 @@ static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, c
     int64_t task = item / p->chunks, chunk = item % p->chunks;
     int64_t blk = task / p->group, g = task % p->group;
     int64_t n0 = blk * p->imgs, nb = p->n - n0 < p->imgs ? p->n - n0 : p->imgs;
-    int64_t l0 = chunk * p->chunk_lines, l1 = l0 + p->chunk_lines;
+    int64_t l0 = chunk * p->chunk_lines, l1 = l0 + p->chunk_lines, m0 = 0, mc = p->mg;
+    if (p->tap_mchunk > 0) { /* chunks of output channels, all lines */
+        l0 = 0;
+        l1 = p->lines;
+        m0 = chunk * p->tap_mchunk;
+        mc = p->mg - m0 < p->tap_mchunk ? p->mg - m0 : p->tap_mchunk;
+    }
     if (l1 > p->lines) l1 = p->lines;
-    if (l0 >= l1) return;
+    if (l0 >= l1 || mc <= 0) return;
     const tap_row L = tap_row_layout(w->in[2], w->pad_begin[2], w->pad_end[2], nb);
     const int64_t ow = w->out[2], lines = l1 - l0, cols = lines * L.ld;
     const int64_t prows = lines + (w->kernel[1] - 1) * w->dilation[1], cstride = prows * L.ld;
@@ -450,15 +643,14 @@ static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, c
              w->in[1], w->in[2], w->pad_begin[1], l0, prows, &L, cstride, xb);
     memset(xb + p->cg * cstride, 0, sizeof(float) * (size_t)p->slack);
     tap_offsets(w, L.ld, off);
-    nnq_tap_gemm((int)p->mg, cols, (int)p->cg, (int)p->taps, wt + g * p->mg * p->rows, p->rows,
-                 xb, cstride, off, yb, cols, false);
+    nnq_tap_gemm((int)mc, cols, (int)p->cg, (int)p->taps, wt + (g * p->mg + m0) * p->rows,
+                 p->rows, xb, cstride, off, yb, cols, false);
     for (int64_t i = 0; i < nb; i++)
-        for (int64_t m = 0; m < p->mg; m++) {
-            float b = bias ? bias[g * p->mg + m] : 0.0f;
-            float *ym = y + ((n0 + i) * p->m + g * p->mg + m) * p->out_size + l0 * ow;
+        for (int64_t m = 0; m < mc; m++) {
+            float b = bias ? bias[g * p->mg + m0 + m] : 0.0f;
+            float *ym = y + ((n0 + i) * p->m + g * p->mg + m0 + m) * p->out_size + l0 * ow;
             const float *src = yb + m * cols + i * L.seg;
-            for (int64_t l = 0; l < lines; l++)
-                for (int64_t o = 0; o < ow; o++) ym[l * ow + o] = src[l * L.ld + o] + b;
+            grid_to_rows(ym, ow, src, L.ld, lines, ow, b, &p->act);
         }
 }
 
@@ -572,6 +764,157 @@ static void conv_depthwise(const conv_plan *p, const float *x, const float *wt,
         int64_t c = m / p->mg; /* group m / mg holds input channel c */
         depthwise_plane(w, x + (n * p->c + c) * p->in_size, wt + m * taps,
                         bias ? bias[m] : 0.0f, ilo, ihi, y + pl * p->out_size);
+        act_apply(&p->act, y + pl * p->out_size, p->out_size);
+    }
+}
+
+/* Phase planes of one input plane x (H x W) into buf (geometry gm). Only
+ * the positions that hold input are written: the padding around them is
+ * the same for every plane of a conv, so each thread zeroes its buffer
+ * once per conv (dw_zero) and planes overwrite just their inputs. */
+static void dw_zero(const nnq_window *w, const dw_geom *gm, float *buf) {
+    memset(buf, 0, sizeof(float) * (size_t)(w->stride[1] * w->stride[2] * gm->phase));
+}
+
+/* d[q] = s[q * sw] for q < n, eight at a time (stride 2: deinterleaved
+ * with a shuffle, reading no further than s[2 * (n - 1)]). */
+static inline void dw_copy_row(float *d, const float *s, int64_t n, int64_t sw) {
+    int64_t q = 0;
+    if (sw == 1) {
+        for (; q + DW_BLOCK <= n; q += DW_BLOCK) {
+            v8sf v;
+            memcpy(&v, s + q, sizeof v);
+            memcpy(d + q, &v, sizeof v);
+        }
+    } else if (sw == 2) {
+        for (; q + DW_BLOCK <= n; q += DW_BLOCK) {
+            v8sf a, b; /* s[2q .. 2q+7] and s[2q+7 .. 2q+14] */
+            memcpy(&a, s + 2 * q, sizeof a);
+            memcpy(&b, s + 2 * q + 7, sizeof b);
+            v8sf v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+            memcpy(d + q, &v, sizeof v);
+        }
+    }
+    for (; q < n; q++) d[q] = s[q * sw];
+}
+
+__attribute__((target_clones("avx2", "default")))
+static void dw_fill(const nnq_window *w, const dw_geom *gm, const float *x, float *buf) {
+    const int64_t H = w->in[1], W = w->in[2], sh = w->stride[1], sw = w->stride[2];
+    const int64_t pt = w->pad_begin[1], pl = w->pad_begin[2], ld = gm->ld;
+    for (int64_t ph = 0; ph < sh; ph++)
+        for (int64_t pw = 0; pw < sw; pw++) {
+            float *d = buf + (ph * sw + pw) * gm->phase;
+            /* columns q in [qlo, qhi) read input column q*sw + pw - pl */
+            int64_t num_lo = pl - pw, num_hi = W + pl - pw;
+            int64_t qlo = num_lo <= 0 ? 0 : (num_lo + sw - 1) / sw;
+            int64_t qhi = num_hi <= 0 ? 0 : (num_hi + sw - 1) / sw;
+            if (qhi > ld) qhi = ld;
+            if (qlo > qhi) qlo = qhi;
+            /* rows r with 0 <= r*sh + ph - pt < H */
+            int64_t rlo = pt - ph <= 0 ? 0 : (pt - ph + sh - 1) / sh;
+            int64_t rhi = H + pt - ph <= 0 ? 0 : (H + pt - ph + sh - 1) / sh;
+            if (rhi > gm->rows) rhi = gm->rows;
+            for (int64_t r = rlo; r < rhi; r++) {
+                float *dr = d + r * ld;
+                const float *xr = x + (r * sh + ph - pt) * W + pw - pl;
+                dw_copy_row(dr + qlo, xr + qlo * sw, qhi - qlo, sw);
+            }
+        }
+}
+
+/* Strided tap item: output channels [m0, m0 + mchunk) of image n, group g
+ * (item = (n * group + g) * chunks + chunk). buf holds the group's input
+ * phase planes (padding zeroed once per conv), then the output grid. */
+static void stap_item(const conv_plan *p, const dw_geom *gm, const int64_t *offs, const float *x,
+                      const float *wt, const float *bias, float *y, int64_t item, float *buf) {
+    const nnq_window *w = &p->w;
+    const int64_t chunks = (p->mg + p->stap_mchunk - 1) / p->stap_mchunk;
+    const int64_t task = item / chunks, m0 = item % chunks * p->stap_mchunk;
+    const int64_t n = task / p->group, g = task % p->group;
+    const int64_t mc = p->mg - m0 < p->stap_mchunk ? p->mg - m0 : p->stap_mchunk;
+    const int64_t cstride = stap_cstride(w), cols = w->out[1] * gm->ld;
+    const int64_t OH = w->out[1], OW = w->out[2];
+    float *yb = buf + stap_input_floats(p);
+    for (int64_t c = 0; c < p->cg; c++)
+        dw_fill(w, gm, x + (n * p->c + g * p->cg + c) * p->in_size, buf + c * cstride);
+    nnq_tap_gemm((int)mc, cols, (int)p->cg, (int)p->taps, wt + (g * p->mg + m0) * p->rows,
+                 p->rows, buf, cstride, offs, yb, cols, false);
+    for (int64_t j = 0; j < mc; j++) {
+        const int64_t m = g * p->mg + m0 + j;
+        const float b = bias ? bias[m] : 0.0f;
+        float *ym = y + (n * p->m + m) * p->out_size;
+        grid_to_rows(ym, OW, yb + j * cols, gm->ld, OH, OW, b, &p->act);
+    }
+}
+
+/* grid[i] = bias + sum over taps t of k[t] * buf[off[t] + i], for i <
+ * grid (a whole number of vectors), two vectors at a time where it can.
+ * TAPS is a constant where the caller passes one (3x3 kernels unroll). */
+static inline void dw_grid(const float *buf, const int64_t *off, const float *k, int64_t TAPS,
+                           float bias, int64_t grid, float *out) {
+    int64_t i = 0;
+    for (; i + 2 * DW_BLOCK <= grid; i += 2 * DW_BLOCK) {
+        v8sf a0 = {bias, bias, bias, bias, bias, bias, bias, bias}, a1 = a0;
+        for (int64_t t = 0; t < TAPS; t++) {
+            v8sf v0, v1;
+            memcpy(&v0, buf + off[t] + i, sizeof v0);
+            memcpy(&v1, buf + off[t] + i + DW_BLOCK, sizeof v1);
+            a0 += k[t] * v0;
+            a1 += k[t] * v1;
+        }
+        memcpy(out + i, &a0, sizeof a0);
+        memcpy(out + i + DW_BLOCK, &a1, sizeof a1);
+    }
+    for (; i < grid; i += DW_BLOCK) {
+        v8sf a0 = {bias, bias, bias, bias, bias, bias, bias, bias};
+        for (int64_t t = 0; t < TAPS; t++) {
+            v8sf v0;
+            memcpy(&v0, buf + off[t] + i, sizeof v0);
+            a0 += k[t] * v0;
+        }
+        memcpy(out + i, &a0, sizeof a0);
+    }
+}
+
+/* Input plane c of image n: its mg output planes (output channels c*mg +
+ * j) through the phase planes in buf. */
+__attribute__((target_clones("avx2", "default")))
+static void dw_planes_item(const conv_plan *p, const dw_geom *gmp, const int64_t *offs,
+                           const float *x, const float *wt, const float *bias, float *y,
+                           int64_t n, int64_t c, float *buf) {
+    const nnq_window *w = &p->w;
+    const dw_geom gm = *gmp;
+    const int64_t taps = w->kernel[1] * w->kernel[2];
+    const int64_t OH = w->out[1], OW = w->out[2];
+    float *grid = buf + w->stride[1] * w->stride[2] * gm.phase;
+    dw_fill(w, &gm, x + (n * p->c + c) * p->in_size, buf);
+    for (int64_t j = 0; j < p->mg; j++) {
+        const int64_t m = c * p->mg + j;
+        const float *k = wt + m * taps;
+        const float b = bias ? bias[m] : 0.0f;
+        if (taps == 9) dw_grid(buf, offs, k, 9, b, gm.grid, grid);
+        else dw_grid(buf, offs, k, taps, b, gm.grid, grid);
+        float *ym = y + (n * p->m + m) * p->out_size;
+        const float lo = p->act.lo, hi = p->act.hi;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            float *yr = ym + oh * OW;
+            const float *gr = grid + oh * gm.ld;
+            /* the fused activation while the row is in registers */
+            if (p->act.kind == CONV_ACT_CLIP) {
+                #pragma omp simd
+                for (int64_t o = 0; o < OW; o++) {
+                    float v = gr[o] < lo ? lo : gr[o];
+                    yr[o] = v > hi ? hi : v;
+                }
+            } else if (p->act.kind == CONV_ACT_RELU) {
+                #pragma omp simd
+                for (int64_t o = 0; o < OW; o++) yr[o] = gr[o] > 0.0f ? gr[o] : 0.0f;
+            } else {
+                #pragma omp simd
+                for (int64_t o = 0; o < OW; o++) yr[o] = gr[o];
+            }
+        }
     }
 }
 
@@ -582,7 +925,7 @@ static nnq_status conv_forward(const nnq_op_args *a) {
     const float *bias = a->n_in > 2 && a->in[2] ? nnq_f32(a->in[2]) : NULL;
     float *y = nnq_f32(a->out[0]);
 
-    if (p.depthwise) {
+    if (p.depthwise && !p.dw_planes) {
         conv_depthwise(&p, x, wt, bias, y);
         return NNQ_OK;
     }
@@ -590,12 +933,64 @@ static nnq_status conv_forward(const nnq_op_args *a) {
      * threads (a smaller scratch) only lowers the parallelism. */
     size_t col_bytes = p.col_floats * sizeof(float);
     int nt = p.threads;
+    if (p.n * p.m * p.out_size * p.rows < FORWARD_PARALLEL_MIN_WORK) nt = 1;
+    if (p.dw_planes && (!a->scratch || a->scratch_bytes < col_bytes)) {
+        /* no scratch from this caller: the direct kernels need none */
+        conv_depthwise(&p, x, wt, bias, y);
+        return NNQ_OK;
+    }
     if (col_bytes) {
         size_t buffers = a->scratch ? a->scratch_bytes / col_bytes : 0;
         if (buffers < 1)
             return nnq_op_fail(a, NNQ_ERR_INVALID, "scratch of %zu bytes, need %zu",
                                a->scratch_bytes, col_bytes);
         if (buffers < (size_t)nt) nt = (int)buffers;
+    }
+    if (p.dw_planes) {
+        const nnq_window *w = &p.w;
+        const dw_geom gm = dw_geometry(w);
+        const int64_t KH = w->kernel[1], KW = w->kernel[2], sh = w->stride[1], sw = w->stride[2];
+        int64_t offs[TAP_MAX]; /* taps <= TAP_MAX: dw_planes_eligible */
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t rh = kh * w->dilation[1], rw = kw * w->dilation[2];
+                offs[kh * KW + kw] =
+                    ((rh % sh) * sw + rw % sw) * gm.phase + (rh / sh) * gm.ld + rw / sw;
+            }
+        int64_t planes = p.n * p.c;
+        if (planes < nt) nt = planes > 0 ? (int)planes : 1;
+        #pragma omp parallel num_threads(nt)
+        {
+            float *buf = (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats;
+            dw_zero(w, &gm, buf);
+            #pragma omp for schedule(static)
+            for (int64_t pl = 0; pl < planes; pl++)
+                dw_planes_item(&p, &gm, offs, x, wt, bias, y, pl / p.c, pl % p.c, buf);
+        }
+        return NNQ_OK;
+    }
+    if (p.stap) {
+        const nnq_window *w = &p.w;
+        const dw_geom gm = dw_geometry(w);
+        const int64_t KH = w->kernel[1], KW = w->kernel[2], sh = w->stride[1], sw = w->stride[2];
+        int64_t offs[TAP_MAX]; /* taps <= TAP_MAX: stap_eligible */
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t rh = kh * w->dilation[1], rw = kw * w->dilation[2];
+                offs[kh * KW + kw] =
+                    ((rh % sh) * sw + rw % sw) * gm.phase + (rh / sh) * gm.ld + rw / sw;
+            }
+        if (p.stap_items < nt) nt = p.stap_items > 0 ? (int)p.stap_items : 1;
+        const size_t zero = (size_t)stap_input_floats(&p);
+        #pragma omp parallel num_threads(nt)
+        {
+            float *buf = (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats;
+            memset(buf, 0, sizeof(float) * zero);
+            #pragma omp for schedule(static)
+            for (int64_t item = 0; item < p.stap_items; item++)
+                stap_item(&p, &gm, offs, x, wt, bias, y, item, buf);
+        }
+        return NNQ_OK;
     }
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < p.items; item++) {

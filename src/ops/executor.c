@@ -2,6 +2,7 @@
  * their lifetimes, then runs the nodes in topological order. */
 #include "ops/executor.h"
 
+#include <float.h>
 #include <limits.h>
 #include <omp.h>
 #include <stdint.h>
@@ -24,7 +25,67 @@ struct nnq_exec {
     size_t arena_bytes;
     void *scratch;
     size_t scratch_bytes;
+    /* Activation fusion (inference only, not with keep_all): act[n] is the
+     * Relu/Clip node fused into Conv node n, else -1; that node is skipped
+     * and the Conv writes its output, clamped, straight into the
+     * activation's output value. */
+    int *act;        /* [n_nodes] */
+    bool *fused;     /* [n_nodes] activation nodes run inside their Conv */
+    float *act_lo, *act_hi; /* [n_nodes] Clip bounds of act[n] */
 };
+
+/* Whether the one reader of Conv node n's output is a Relu, or a Clip with
+ * constant bounds (lo, hi), and that output is no graph output: then the
+ * activation can run in the Conv's epilogue. Returns the reader or -1. */
+static int fusable_act(const nnq_graph *g, int n, float *lo, float *hi) {
+    const nnq_node *nd = &g->nodes[n];
+    if (strcmp(nd->op_type, "Conv") != 0 || nd->n_outputs != 1 || nd->outputs[0] < 0) return -1;
+    if (nnq_node_outputs_constant(g, n)) return -1;
+    const int v = nd->outputs[0];
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == v) return -1;
+    int reader = -1, reads = 0;
+    for (int r = 0; r < g->n_nodes; r++)
+        for (int k = 0; k < g->nodes[r].n_inputs; k++)
+            if (g->nodes[r].inputs[k] == v) {
+                reader = r;
+                reads++;
+            }
+    if (reads != 1 || reader <= n) return -1;
+    const nnq_node *an = &g->nodes[reader];
+    if (an->n_outputs < 1 || an->outputs[0] < 0 || an->inputs[0] != v) return -1;
+    *lo = -FLT_MAX;
+    *hi = FLT_MAX;
+    if (strcmp(an->op_type, "Relu") == 0) return an->n_inputs == 1 ? reader : -1;
+    if (strcmp(an->op_type, "Clip") != 0) return -1;
+    for (int k = 1; k < an->n_inputs && k < 3; k++) {
+        int b = an->inputs[k];
+        if (b < 0) continue;
+        const nnq_tensor *t = &g->values[b].t;
+        if (!t->data || t->dtype != NNQ_DT_FLOAT || nnq_tensor_numel(t) != 1) return -1;
+        *(k == 1 ? lo : hi) = nnq_f32(t)[0];
+    }
+    if (an->n_inputs > 3) return -1;
+    /* Before opset 11 the bounds were attributes. */
+    if (nnq_node_attr(an, "min")) *lo = nnq_node_attr_float(an, "min", -FLT_MAX);
+    if (nnq_node_attr(an, "max")) *hi = nnq_node_attr_float(an, "max", FLT_MAX);
+    return reader;
+}
+
+static void plan_fusion(nnq_exec *e) {
+    const nnq_graph *g = e->g;
+    for (int n = 0; n < g->n_nodes; n++) {
+        e->act[n] = -1;
+        e->fused[n] = false;
+    }
+    if (e->keep_all) return; /* calibration reads every intermediate */
+    for (int n = 0; n < g->n_nodes; n++) {
+        int r = fusable_act(g, n, &e->act_lo[n], &e->act_hi[n]);
+        if (r < 0 || e->fused[r]) continue;
+        e->act[n] = r;
+        e->fused[r] = true;
+    }
+}
 
 typedef struct live_block {
     size_t off, size;
@@ -68,8 +129,11 @@ static nnq_status plan_arena(nnq_exec *e) {
 
     for (int n = 0; n < g->n_nodes; n++) {
         const nnq_node *nd = &g->nodes[n];
+        if (e->fused[n]) continue; /* its output was placed with its Conv */
         for (int k = 0; k < nd->n_outputs; k++) {
             int v = nd->outputs[k];
+            /* a fused Conv writes the activation's output, live from here */
+            if (e->act[n] >= 0) v = g->nodes[e->act[n]].outputs[0];
             if (v < 0 || !value_in_arena(e, v)) continue;
             size_t bytes;
             if ((s = nnq_tensor_nbytes(&e->vals[v], &bytes)) != NNQ_OK) goto done;
@@ -154,10 +218,17 @@ nnq_status nnq_exec_create(const nnq_graph *g, const nnq_exec_options *opt, nnq_
     e->vals = calloc(nv, sizeof *e->vals);
     e->offset = calloc(nv, sizeof *e->offset);
     e->in_shapes = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *e->in_shapes);
-    if (!e->vals || !e->offset || !e->in_shapes) {
+    size_t nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    e->act = calloc(nn, sizeof *e->act);
+    e->fused = calloc(nn, sizeof *e->fused);
+    e->act_lo = calloc(nn, sizeof *e->act_lo);
+    e->act_hi = calloc(nn, sizeof *e->act_hi);
+    if (!e->vals || !e->offset || !e->in_shapes || !e->act || !e->fused || !e->act_lo ||
+        !e->act_hi) {
         nnq_exec_free(e);
         return nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the executor");
     }
+    plan_fusion(e);
     *out = e;
     return NNQ_OK;
 }
@@ -167,6 +238,10 @@ void nnq_exec_free(nnq_exec *e) {
     free(e->vals);
     free(e->offset);
     free(e->in_shapes);
+    free(e->act);
+    free(e->fused);
+    free(e->act_lo);
+    free(e->act_hi);
     free(e->arena);
     free(e->scratch);
     free(e);
@@ -199,9 +274,17 @@ nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
     if (!same) NNQ_TRY(plan(e, inputs));
     for (int i = 0; i < g->n_inputs; i++) e->vals[g->inputs[i]].data = inputs[i].data;
     for (int n = 0; n < g->n_nodes; n++) {
-        if (nnq_node_outputs_constant(g, n)) continue;
+        if (nnq_node_outputs_constant(g, n) || e->fused[n]) continue;
         nnq_node_call c;
         NNQ_TRY(nnq_node_call_init(&c, g, n, e->vals, e->threads));
+        if (e->act[n] >= 0) {
+            const nnq_node *an = &g->nodes[e->act[n]];
+            c.out[0] = &e->vals[an->outputs[0]];
+            c.args.clamp_relu = strcmp(an->op_type, "Relu") == 0;
+            c.args.clamp = !c.args.clamp_relu;
+            c.args.clamp_lo = e->act_lo[n];
+            c.args.clamp_hi = e->act_hi[n];
+        }
         c.args.scratch = e->scratch;
         c.args.scratch_bytes = e->scratch_bytes;
         NNQ_TRY(c.def->forward(&c.args));
