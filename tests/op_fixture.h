@@ -4,6 +4,8 @@
 #define NNQ_TESTS_OP_FIXTURE_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -61,6 +63,58 @@ static inline nnq_tensor mk_rand(int rank, const int64_t *dims, float scale) {
     nnq_tensor t = mk(NNQ_DT_FLOAT, rank, dims, NULL);
     for (int64_t i = 0; i < nnq_tensor_numel(&t); i++) nnq_f32(&t)[i] = scale * frand();
     return t;
+}
+
+/* ---- helpers of the dense-op tests (xorshift stream, nodes that own
+ * their attributes) ---- */
+
+static uint32_t xs_state = 12345u;
+static inline float xs_frand(void) { /* uniform in [-1, 1) */
+    xs_state ^= xs_state << 13;
+    xs_state ^= xs_state >> 17;
+    xs_state ^= xs_state << 5;
+    return (float)(xs_state >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+static inline nnq_tensor tensor_new(nnq_dtype dt, int rank, const int64_t *dims) {
+    nnq_tensor t;
+    memset(&t, 0, sizeof t);
+    if (nnq_tensor_alloc(&t, dt, rank, dims) != NNQ_OK) {
+        fprintf(stderr, "allocation failed\n");
+        exit(1);
+    }
+    return t;
+}
+
+static inline nnq_tensor tensor_rand(int rank, const int64_t *dims) {
+    nnq_tensor t = tensor_new(NNQ_DT_FLOAT, rank, dims);
+    for (int64_t i = 0; i < nnq_tensor_numel(&t); i++) nnq_f32(&t)[i] = xs_frand();
+    return t;
+}
+
+static inline nnq_tensor tensor_i64(int n, const int64_t *v) {
+    int64_t dims[1] = {n};
+    nnq_tensor t = tensor_new(NNQ_DT_INT64, 1, dims);
+    memcpy(t.data, v, sizeof(int64_t) * (size_t)n);
+    return t;
+}
+
+/* A node whose attributes are added with nnq_node_set_*; node_free
+ * releases them. */
+static inline nnq_node node_new(const char *op) {
+    nnq_node n;
+    memset(&n, 0, sizeof n);
+    n.name = "test";
+    n.op_type = (char *)op;
+    n.domain = "";
+    return n;
+}
+
+static inline void node_free(nnq_node *n) {
+    for (int i = 0; i < n->n_attrs; i++) nnq_attr_release(&n->attrs[i]);
+    free(n->attrs);
+    n->attrs = NULL;
+    n->n_attrs = 0;
 }
 
 #endif

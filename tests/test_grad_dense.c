@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "op_fixture.h"
 #include "gradcheck.h"
 #include "ir/graph.h"
 #include "ops/gemm.h"
@@ -23,53 +24,6 @@
 
 /* ---- harness ---- */
 
-static uint32_t rng_state = 2024u;
-
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 17;
-    rng_state ^= rng_state << 5;
-    return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static nnq_tensor tensor_new(nnq_dtype dt, int rank, const int64_t *dims) {
-    nnq_tensor t;
-    memset(&t, 0, sizeof t);
-    if (nnq_tensor_alloc(&t, dt, rank, dims) != NNQ_OK) {
-        fprintf(stderr, "allocation failed\n");
-        exit(1);
-    }
-    return t;
-}
-
-static nnq_tensor tensor_rand(int rank, const int64_t *dims) {
-    nnq_tensor t = tensor_new(NNQ_DT_FLOAT, rank, dims);
-    for (int64_t i = 0; i < nnq_tensor_numel(&t); i++) nnq_f32(&t)[i] = frand();
-    return t;
-}
-
-static nnq_tensor tensor_i64(int n, const int64_t *v) {
-    int64_t dims[1] = {n};
-    nnq_tensor t = tensor_new(NNQ_DT_INT64, 1, dims);
-    memcpy(t.data, v, sizeof(int64_t) * (size_t)n);
-    return t;
-}
-
-static nnq_node node_new(const char *op) {
-    nnq_node n;
-    memset(&n, 0, sizeof n);
-    n.name = "test";
-    n.op_type = (char *)op;
-    n.domain = "";
-    return n;
-}
-
-static void node_free(nnq_node *n) {
-    for (int i = 0; i < n->n_attrs; i++) nnq_attr_release(&n->attrs[i]);
-    free(n->attrs);
-    n->attrs = NULL;
-    n->n_attrs = 0;
-}
 
 /* ---- Conv ---- */
 
@@ -186,10 +140,10 @@ static void test_tap_kernels(void) {
                 float *y = malloc(sizeof(float) * (size_t)(m * n));
                 float *dy = calloc((size_t)(m * ld), sizeof(float));
                 float *dw = malloc(sizeof(float) * (size_t)(m * kk));
-                for (int64_t i = 0; i < chans * plane; i++) x[i] = frand();
-                for (int i = 0; i < m * kk; i++) a[i] = frand();
+                for (int64_t i = 0; i < chans * plane; i++) x[i] = xs_frand();
+                for (int i = 0; i < m * kk; i++) a[i] = xs_frand();
                 for (int i = 0; i < m; i++)
-                    for (int j = 0; j < n; j++) dy[i * ld + j] = frand();
+                    for (int j = 0; j < n; j++) dy[i * ld + j] = xs_frand();
                 for (int acc = 0; acc <= 1; acc++) {
                     for (int i = 0; i < m * n; i++) y[i] = 0.5f;
                     nnq_tap_gemm(m, n, chans, taps, a, kk, x, plane, off, y, n, acc);
@@ -740,6 +694,7 @@ static void test_deterministic(void) {
 }
 
 int main(void) {
+    xs_state = 2024u;
     test_conv();
     test_tap_kernels();
     test_gemm();

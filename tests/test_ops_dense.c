@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "op_fixture.h"
 #include "ir/graph.h"
 #include "ops/op.h"
 
@@ -15,53 +16,6 @@
 
 /* ---- harness ---- */
 
-static uint32_t rng_state = 12345u;
-
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 17;
-    rng_state ^= rng_state << 5;
-    return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static nnq_tensor tensor_new(nnq_dtype dt, int rank, const int64_t *dims) {
-    nnq_tensor t;
-    memset(&t, 0, sizeof t);
-    if (nnq_tensor_alloc(&t, dt, rank, dims) != NNQ_OK) {
-        fprintf(stderr, "allocation failed\n");
-        exit(1);
-    }
-    return t;
-}
-
-static nnq_tensor tensor_rand(int rank, const int64_t *dims) {
-    nnq_tensor t = tensor_new(NNQ_DT_FLOAT, rank, dims);
-    for (int64_t i = 0; i < nnq_tensor_numel(&t); i++) nnq_f32(&t)[i] = frand();
-    return t;
-}
-
-static nnq_tensor tensor_i64(int n, const int64_t *v) {
-    int64_t dims[1] = {n};
-    nnq_tensor t = tensor_new(NNQ_DT_INT64, 1, dims);
-    memcpy(t.data, v, sizeof(int64_t) * (size_t)n);
-    return t;
-}
-
-static nnq_node node_new(const char *op) {
-    nnq_node n;
-    memset(&n, 0, sizeof n);
-    n.name = "test";
-    n.op_type = (char *)op;
-    n.domain = "";
-    return n;
-}
-
-static void node_free(nnq_node *n) {
-    for (int i = 0; i < n->n_attrs; i++) nnq_attr_release(&n->attrs[i]);
-    free(n->attrs);
-    n->attrs = NULL;
-    n->n_attrs = 0;
-}
 
 /* Infer, allocate the outputs, size scratch, run. Outputs must start empty. */
 static nnq_status run_op(const char *op, const nnq_node *node, int n_in, const nnq_tensor **in,
@@ -966,6 +920,7 @@ static void test_pad(void) {
 }
 
 int main(void) {
+    xs_state = 12345u;
     test_conv();
     test_conv_errors();
     test_gemm();
