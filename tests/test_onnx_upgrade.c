@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "python_onnx.h"
 #include "onnx/onnx_internal.h"
 #include "onnx/onnx_io.h"
 #include "ops/executor.h"
@@ -747,16 +748,6 @@ static void test_legacy_models(void) {
 }
 
 /* ---- onnx.checker on the exported upgraded models ---- */
-
-static const char *python_with_onnx(void) {
-    static const char *candidates[] = {"python3", "/usr/bin/python3"};
-    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "%s -c 'import onnx' >/dev/null 2>&1", candidates[i]);
-        if (system(cmd) == 0) return candidates[i];
-    }
-    return NULL;
-}
 
 static void test_onnx_checker(void) {
     const char *py = python_with_onnx();
