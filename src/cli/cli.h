@@ -44,5 +44,7 @@ int cmd_run_run(int argc, char **argv);
 void cmd_run_help(FILE *fp);
 int cmd_convert_run(int argc, char **argv);
 void cmd_convert_help(FILE *fp);
+int cmd_quantize_run(int argc, char **argv);
+void cmd_quantize_help(FILE *fp);
 
 #endif

@@ -20,6 +20,8 @@ static const cli_command commands[] = {
      cmd_run_help},
     {"convert", "import, check and re-export an ONNX model (upgrades old opsets)",
      cmd_convert_run, cmd_convert_help},
+    {"quantize", "post-training quantization of a float model to an ONNX QDQ model",
+     cmd_quantize_run, cmd_quantize_help},
     {"help", "show help for a command", help_run, help_help},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

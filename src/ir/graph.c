@@ -89,7 +89,43 @@ void nnq_graph_free(nnq_graph *g) {
     free(g->producer_name);
     free(g->producer_version);
     free(g->doc_string);
+    for (int i = 0; i < g->n_meta; i++) {
+        free(g->meta_keys[i]);
+        free(g->meta_values[i]);
+    }
+    free(g->meta_keys);
+    free(g->meta_values);
     free(g);
+}
+
+nnq_status nnq_graph_set_meta(nnq_graph *g, const char *key, const char *value) {
+    char *v = dup_str(value);
+    if (!v) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < g->n_meta; i++)
+        if (strcmp(g->meta_keys[i], key) == 0) {
+            free(g->meta_values[i]);
+            g->meta_values[i] = v;
+            return NNQ_OK;
+        }
+    char *k = dup_str(key);
+    char **ks = realloc(g->meta_keys, sizeof *ks * (size_t)(g->n_meta + 1));
+    if (ks) g->meta_keys = ks;
+    char **vs = ks ? realloc(g->meta_values, sizeof *vs * (size_t)(g->n_meta + 1)) : NULL;
+    if (vs) g->meta_values = vs;
+    if (!k || !ks || !vs) {
+        free(k);
+        free(v);
+        return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
+    }
+    g->meta_keys[g->n_meta] = k;
+    g->meta_values[g->n_meta++] = v;
+    return NNQ_OK;
+}
+
+const char *nnq_graph_get_meta(const nnq_graph *g, const char *key) {
+    for (int i = 0; i < g->n_meta; i++)
+        if (strcmp(g->meta_keys[i], key) == 0) return g->meta_values[i];
+    return NULL;
 }
 
 int64_t nnq_graph_opset(const nnq_graph *g) {

@@ -80,6 +80,11 @@ typedef struct nnq_graph {
     char *producer_name;
     char *producer_version;
     char *doc_string;
+    /* ModelProto.metadata_props (key, value) pairs, e.g. the bit-width of
+     * each quantized tensor narrower than its storage type. */
+    int n_meta;
+    char **meta_keys;
+    char **meta_values;
 } nnq_graph;
 
 nnq_graph *nnq_graph_create(const char *name);
@@ -88,6 +93,10 @@ void nnq_graph_free(nnq_graph *g);
 /* Opset version of the default ("" / "ai.onnx") domain; 0 if absent. */
 int64_t nnq_graph_opset(const nnq_graph *g);
 nnq_status nnq_graph_set_opset(nnq_graph *g, const char *domain, int64_t version);
+
+/* Metadata: set (replacing an existing key) and get (NULL if absent). */
+nnq_status nnq_graph_set_meta(nnq_graph *g, const char *key, const char *value);
+const char *nnq_graph_get_meta(const nnq_graph *g, const char *key);
 
 /* Value lookup by name; -1 if absent. Linear; callers cache if hot. */
 int nnq_graph_find_value(const nnq_graph *g, const char *name);
@@ -144,5 +153,25 @@ nnq_status nnq_graph_clone(const nnq_graph *g, nnq_graph **out);
 
 /* Counts of trainable parameters (float initializers) */
 int64_t nnq_graph_param_count(const nnq_graph *g);
+
+/* ---- Graph editing (graph_edit.c), for passes that rewrite a graph ---- */
+
+/* Input slots of all nodes that read value v (a node reading it twice
+ * counts twice); the first `cap` readers' node indices go to `readers`
+ * (may be NULL with cap 0). */
+int nnq_graph_value_readers(const nnq_graph *g, int v, int *readers, int cap);
+/* True if v is one of the graph's outputs. */
+bool nnq_graph_is_output(const nnq_graph *g, int v);
+/* Remove the nodes n with remove[n] set, keeping the others in order;
+ * producers are renumbered, and values a removed node wrote lose their
+ * producer (-1). Node indices held by the caller are invalidated. */
+nnq_status nnq_graph_remove_nodes(nnq_graph *g, const bool *remove);
+/* Remove values that no node reads or writes and that are neither graph
+ * inputs nor outputs (e.g. the parameters of a folded BatchNormalization),
+ * renumbering every reference. Value indices held by the caller are
+ * invalidated. *n_removed (may be NULL) gets the count. */
+nnq_status nnq_graph_prune_values(nnq_graph *g, int *n_removed);
+/* A value name not used in g: `base` itself if free, else base_1, base_2... */
+nnq_status nnq_graph_unique_name(const nnq_graph *g, const char *base, char *buf, size_t cap);
 
 #endif

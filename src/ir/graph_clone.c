@@ -67,6 +67,8 @@ nnq_status nnq_graph_clone(const nnq_graph *g, nnq_graph **out) {
     }
     for (int i = 0; i < g->n_opsets; i++)
         if ((s = nnq_graph_set_opset(c, g->opsets[i].domain, g->opsets[i].version)) != NNQ_OK) goto fail;
+    for (int i = 0; i < g->n_meta; i++)
+        if ((s = nnq_graph_set_meta(c, g->meta_keys[i], g->meta_values[i])) != NNQ_OK) goto fail;
     for (int i = 0; i < g->n_values; i++) {
         const nnq_value *v = &g->values[i];
         int idx;

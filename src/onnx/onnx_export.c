@@ -279,6 +279,18 @@ static nnq_status make_model(arena *a, const nnq_graph *g, Onnx__ModelProto **ou
     m->producer_name = opt_str(g->producer_name);
     m->producer_version = opt_str(g->producer_version);
     m->doc_string = opt_str(g->doc_string);
+    m->n_metadata_props = (size_t)g->n_meta;
+    if (g->n_meta &&
+        !(m->metadata_props = arena_calloc(a, (size_t)g->n_meta, sizeof *m->metadata_props)))
+        goto nomem;
+    for (int i = 0; i < g->n_meta; i++) {
+        Onnx__StringStringEntryProto *e =
+            NEW(a, Onnx__StringStringEntryProto, ONNX__STRING_STRING_ENTRY_PROTO__INIT);
+        if (!e) goto nomem;
+        e->key = g->meta_keys[i];
+        e->value = g->meta_values[i];
+        m->metadata_props[i] = e;
+    }
     m->n_opset_import = (size_t)g->n_opsets;
     if (!(m->opset_import = arena_calloc(a, m->n_opset_import, sizeof *m->opset_import))) goto nomem;
     for (int i = 0; i < g->n_opsets; i++) {

@@ -427,6 +427,13 @@ static nnq_status read_model(const Onnx__ModelProto *m, importer *im) {
     NNQ_TRY(replace_str(&g->producer_name, m->producer_name));
     NNQ_TRY(replace_str(&g->producer_version, m->producer_version));
     NNQ_TRY(replace_str(&g->doc_string, m->doc_string));
+    if (m->n_metadata_props > (size_t)NNQ_MAX_NODES)
+        return nnq_fail(NNQ_ERR_LIMIT, "the model has %zu metadata entries", m->n_metadata_props);
+    for (size_t i = 0; i < m->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+        NNQ_TRY(check_name_len(e->key, "metadata key"));
+        NNQ_TRY(nnq_graph_set_meta(g, str_or_empty(e->key), str_or_empty(e->value)));
+    }
     NNQ_TRY(read_initializers(im, gp));
     NNQ_TRY(read_inputs(im, gp));
     NNQ_TRY(read_nodes(im, gp));

@@ -1,0 +1,88 @@
+/* Range setting: choosing [lo, hi] for a quantizer.
+ *
+ * Activations are summarised while calibration batches stream through the
+ * model, in bounded memory: an nnq_histogram per quantized tensor (a fixed
+ * number of bins over a range that grows by whole doublings as new data
+ * arrives; bins are merged pairwise on growth, so no earlier data is lost
+ * or re-read). Weights are searched directly on their values.
+ *
+ * Methods (../shared/QUANTIZATION.md §2):
+ *   minmax      [min, max] seen;
+ *   mse         argmin over clipped ranges of the expected squared
+ *               quantization error (rounding inside, clipping outside);
+ *   percentile  [p-th, (100-p)-th] percentiles (p = 0.01 by default → 99.99 %);
+ *   ce          logits only: argmin of the mean cross-entropy between
+ *               softmax(v) and softmax(v_hat) over stored logit rows
+ *               (nnq_range_ce_logits);
+ *   bn          data-free, from BatchNorm statistics (computed by the PTQ
+ *               layer, not here).
+ * Every result is nudged into a valid quantizer by nnq_quantizer_set_range. */
+#ifndef NNQ_QUANT_RANGE_H
+#define NNQ_QUANT_RANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "quant/quantizer.h"
+
+typedef enum nnq_range_method {
+    NNQ_RANGE_MINMAX,
+    NNQ_RANGE_MSE,
+    NNQ_RANGE_CE,
+    NNQ_RANGE_BN,
+    NNQ_RANGE_PERCENTILE
+} nnq_range_method;
+
+/* "minmax", "mse", "ce", "bn", "percentile" ↔ enum; parse returns false on
+ * an unknown name. */
+const char *nnq_range_method_name(nnq_range_method m);
+bool nnq_range_method_parse(const char *s, nnq_range_method *out);
+
+#define NNQ_HIST_BINS 2048
+
+typedef struct nnq_histogram {
+    int n_bins;         /* even, 2..2^24 (pairs merge on growth) */
+    double lo, hi;      /* bin i covers [lo + i*w, lo + (i+1)*w), w = (hi-lo)/n_bins */
+    double *count;      /* [n_bins] */
+    double total;       /* values added (NaN skipped) */
+    double min, max;    /* exact extremes seen (valid when total > 0) */
+    int64_t nan_count;  /* NaN/Inf values skipped */
+} nnq_histogram;
+
+nnq_status nnq_histogram_init(nnq_histogram *h, int n_bins);
+void nnq_histogram_free(nnq_histogram *h);
+/* Add n values (stride 1). Non-finite values are counted in nan_count and
+ * skipped. The first call fixes an initial range from its data; later
+ * values outside it grow the range (by doublings, merging bins). */
+nnq_status nnq_histogram_add(nnq_histogram *h, const float *x, int64_t n);
+/* Merge b into a (e.g. per-thread histograms): a grows to cover b's
+ * values; b's bins are spread over a's by overlap (same range and bin
+ * count: added exactly). */
+nnq_status nnq_histogram_merge(nnq_histogram *a, const nnq_histogram *b);
+
+/* Range for quantizer configuration c (one pair: per-tensor) from a
+ * histogram, by method m (minmax, mse or percentile; others fail with
+ * NNQ_ERR_INVALID). percentile is the tail mass cut on each side, in
+ * percent (e.g. 0.01). Empty histogram → [0, 0]. */
+nnq_status nnq_range_from_histogram(const nnq_histogram *h, const nnq_qconfig *c,
+                                    nnq_range_method m, double percentile, float *lo,
+                                    float *hi);
+
+/* Range of n values x[i*stride] (weights: one channel, or a whole tensor)
+ * by minmax or mse (grid search over clipping of [min, max]: symmetric
+ * candidates scale max|x|, asymmetric ones shrink lo and hi independently;
+ * each candidate scored by nnq_qerror_mse). Non-finite values are skipped
+ * for min and max; no finite value → [0, 0]. */
+nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
+                               const nnq_qconfig *c, nnq_range_method m, float *lo,
+                               float *hi);
+
+/* Cross-entropy range for logits: rows [n_rows, k] (k classes) stored
+ * from calibration. Searches clipping ranges around [min, max] for the one
+ * minimising mean H(softmax(v), softmax(v_hat)), ties broken towards the
+ * smaller squared error. */
+nnq_status nnq_range_ce_logits(const float *rows, int64_t n_rows, int k,
+                               const nnq_qconfig *c, float *lo, float *hi);
+
+#endif
