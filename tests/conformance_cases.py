@@ -34,6 +34,9 @@ OP_LIST = os.path.join(HERE, "..", "src", "ops", "op_list.inc")
 
 
 def supported_ops():
+    """Default-domain ops of op_list.inc, in order. nnq's own ops are
+    listed there as NNQ_OP_NNQ(name) (domain com.nnq): not ONNX ops, and
+    this pattern does not match them."""
     ops = []
     with open(OP_LIST) as f:
         for line in f:

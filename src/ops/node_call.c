@@ -7,10 +7,10 @@ nnq_status nnq_node_resolve(const nnq_graph *g, int n, const nnq_op_def **def) {
     char label[256];
     nnq_node_label(g, n, label, sizeof label);
     *def = NULL;
-    if (nd->domain && nd->domain[0] && strcmp(nd->domain, "ai.onnx") != 0)
+    const nnq_op_def *d = nnq_op_find_in(nd->domain, nd->op_type);
+    if (!d && nd->domain && nd->domain[0] && strcmp(nd->domain, "ai.onnx") != 0)
         return nnq_fail(NNQ_ERR_UNSUPPORTED, "unsupported op '%s' in domain '%s' at node '%s'",
                         nd->op_type, nd->domain, label);
-    const nnq_op_def *d = nnq_op_find(nd->op_type);
     if (!d)
         return nnq_fail(NNQ_ERR_UNSUPPORTED, "unsupported op '%s' at node '%s'", nd->op_type,
                         label);

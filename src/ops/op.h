@@ -53,8 +53,13 @@ typedef nnq_status (*nnq_op_forward_fn)(const nnq_op_args *a);
 typedef size_t (*nnq_op_saved_fn)(const nnq_op_args *a);
 typedef nnq_status (*nnq_op_backward_fn)(const nnq_op_args *a);
 
+/* nnq's own ops (FakeQuant) live in this domain, so a model using them
+ * says so and other runtimes reject it by name instead of misreading it. */
+#define NNQ_DOMAIN "com.nnq"
+
 typedef struct nnq_op_def {
     const char *op_type;
+    const char *domain; /* NULL: the default ONNX domain; else e.g. NNQ_DOMAIN */
     int min_inputs, max_inputs;
     int min_outputs, max_outputs;
     nnq_op_infer_fn infer;
@@ -68,6 +73,9 @@ typedef struct nnq_op_def {
 
 /* Lookup by op type in the default domain; NULL if unsupported. */
 const nnq_op_def *nnq_op_find(const char *op_type);
+/* Lookup by domain and op type; NULL, "" and "ai.onnx" all name the
+ * default domain. NULL if unsupported. */
+const nnq_op_def *nnq_op_find_in(const char *domain, const char *op_type);
 /* All registered ops, for listings and tests. */
 int nnq_op_count(void);
 const nnq_op_def *nnq_op_at(int i);

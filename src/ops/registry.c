@@ -1,4 +1,5 @@
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,11 +17,22 @@ const nnq_op_def *nnq_op_at(int i) {
     return (i >= 0 && i < nnq_op_count()) ? op_table[i] : NULL;
 }
 
-const nnq_op_def *nnq_op_find(const char *op_type) {
-    for (int i = 0; i < nnq_op_count(); i++)
-        if (strcmp(op_table[i]->op_type, op_type) == 0) return op_table[i];
+static bool is_default_domain(const char *domain) {
+    return !domain || !domain[0] || strcmp(domain, "ai.onnx") == 0;
+}
+
+const nnq_op_def *nnq_op_find_in(const char *domain, const char *op_type) {
+    bool dflt = is_default_domain(domain);
+    for (int i = 0; i < nnq_op_count(); i++) {
+        const nnq_op_def *d = op_table[i];
+        bool same_domain = dflt ? is_default_domain(d->domain)
+                                : d->domain && strcmp(d->domain, domain) == 0;
+        if (same_domain && strcmp(d->op_type, op_type) == 0) return d;
+    }
     return NULL;
 }
+
+const nnq_op_def *nnq_op_find(const char *op_type) { return nnq_op_find_in(NULL, op_type); }
 
 nnq_status nnq_op_fail(const nnq_op_args *a, nnq_status s, const char *fmt, ...) {
     char msg[768];

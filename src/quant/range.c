@@ -1,0 +1,431 @@
+/* Range setting (see range.h): min-max, percentile, and searches over
+ * clipped ranges scored by squared error (MSE) or by the cross-entropy of
+ * the logits' softmax (CE).
+ *
+ * Every search scores candidates AFTER nudging: each candidate [lo, hi]
+ * goes through nnq_quantizer_set_range (or nnq_qerror_mse, which does the
+ * same), so the score is that of the quantizer the caller will build.
+ * Candidates shrink the unclipped range [lo0, hi0] = [min(min, 0),
+ * max(max, 0)] by ratios in (0, 1], always including ratio 1 (min-max), so
+ * a search never scores worse than min-max on its own objective:
+ *
+ *   symmetric (one ratio r for both ends, i.e. a scaled max|x|), and
+ *   asymmetric with one end at 0:
+ *       100 ratios i/100, then L levels of 20 candidates each at a tenth
+ *       of the previous step around the best (±1 old step);
+ *   asymmetric, both ends non-zero (lo0 * a, hi0 * b):
+ *       an 8 x 8 grid of ratios i/8, j/8, then 3 + L levels of a 5 x 5 grid
+ *       at half the previous step around the best (±1 old step), down to
+ *       steps of 1/128 (L = 1) or 1/512 (L = 3): 160 or 208 candidates,
+ *       where AIMET scores 17 scales x 21 offsets.
+ *
+ * Refinement levels L: raw data 1 (each candidate costs a pass over the
+ * values), histograms and logits 3 (candidates are cheap). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qmath.h"
+#include "core/tensor.h"
+#include "quant/range.h"
+
+static const char *const method_names[] = {
+    [NNQ_RANGE_MINMAX] = "minmax", [NNQ_RANGE_MSE] = "mse",
+    [NNQ_RANGE_CE] = "ce",         [NNQ_RANGE_BN] = "bn",
+    [NNQ_RANGE_PERCENTILE] = "percentile",
+};
+#define N_METHODS ((int)(sizeof method_names / sizeof method_names[0]))
+
+const char *nnq_range_method_name(nnq_range_method m) {
+    return (int)m >= 0 && (int)m < N_METHODS ? method_names[m] : "unknown";
+}
+
+bool nnq_range_method_parse(const char *s, nnq_range_method *out) {
+    for (int i = 0; s && i < N_METHODS; i++) {
+        if (strcmp(s, method_names[i]) == 0) {
+            *out = (nnq_range_method)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the search over clipping ratios ----------------------------------- */
+
+/* A candidate's score: err first, tie breaks (near-)equal errs. */
+typedef struct range_score {
+    double err, tie;
+} range_score;
+
+typedef range_score (*range_eval_fn)(void *ctx, float lo, float hi);
+
+typedef struct range_search {
+    range_eval_fn eval;
+    void *ctx;
+    double lo0, hi0;   /* unclipped range, contains 0 */
+    bool joint;        /* symmetric: one ratio shrinks both ends */
+    int refine_levels;
+    bool have;         /* best_* valid */
+    double best_a, best_b;
+    float best_lo, best_hi;
+    range_score best;
+} range_search;
+
+static bool score_better(range_score x, range_score y) {
+    double tol = isfinite(y.err) ? 1e-12 * fabs(y.err) : 0.0;
+    if (x.err < y.err - tol) return true;
+    return x.err <= y.err + tol && x.tie < y.tie;
+}
+
+/* Score the range [lo0 * a, hi0 * b] (ratios outside (0, 1] are skipped). */
+static void search_try(range_search *s, double a, double b) {
+    if (!(a > 1e-9 && b > 1e-9) || a > 1 + 1e-9 || b > 1 + 1e-9) return;
+    a = fmin(a, 1.0);
+    b = fmin(b, 1.0);
+    float lo = (float)(s->lo0 * a), hi = (float)(s->hi0 * b);
+    range_score r = s->eval(s->ctx, lo, hi);
+    if (isnan(r.err)) r.err = INFINITY;
+    if (isnan(r.tie)) r.tie = INFINITY;
+    if (s->have && !score_better(r, s->best)) return;
+    s->have = true;
+    s->best = r;
+    s->best_a = a;
+    s->best_b = b;
+    s->best_lo = lo;
+    s->best_hi = hi;
+}
+
+/* One ratio: r, or only a (hi0 = 0), or only b (lo0 = 0). */
+static void search_try_1d(range_search *s, double r) {
+    bool only_a = !s->joint && s->hi0 == 0, only_b = !s->joint && s->lo0 == 0;
+    search_try(s, only_b ? 1.0 : r, only_a ? 1.0 : r);
+}
+
+static void search_run(range_search *s) {
+    bool two_d = !s->joint && s->lo0 != 0 && s->hi0 != 0;
+    if (!two_d) {
+        enum { N = 100 };
+        for (int i = N; i >= 1; i--) search_try_1d(s, (double)i / N);
+        double step = 1.0 / N;
+        for (int level = 0; level < s->refine_levels; level++) {
+            double c = s->hi0 == 0 && !s->joint ? s->best_a : s->best_b;
+            step /= 10;
+            for (int k = 10; k >= -10; k--)
+                if (k != 0) search_try_1d(s, c + k * step);
+        }
+        return;
+    }
+    enum { G = 8 };
+    for (int i = G; i >= 1; i--)
+        for (int j = G; j >= 1; j--) search_try(s, (double)i / G, (double)j / G);
+    double step = 1.0 / G;
+    for (int level = 0; level < s->refine_levels + 3; level++) {
+        double ca = s->best_a, cb = s->best_b;
+        step /= 2;
+        for (int di = 2; di >= -2; di--)
+            for (int dj = 2; dj >= -2; dj--)
+                if (di || dj) search_try(s, ca + di * step, cb + dj * step);
+    }
+}
+
+/* Run the search; [0, 0] when the range is empty (all zeros). */
+static void search_range(range_search *s, double mn, double mx, const nnq_qconfig *c,
+                         float *lo, float *hi) {
+    s->lo0 = fmin(mn, 0.0);
+    s->hi0 = fmax(mx, 0.0);
+    s->joint = c->symmetric;
+    if (s->lo0 == 0 && s->hi0 == 0) {
+        *lo = *hi = 0.0f;
+        return;
+    }
+    search_run(s);
+    *lo = s->best_lo;
+    *hi = s->best_hi;
+}
+
+/* One per-tensor quantizer with c's grid, for scoring candidates. */
+static nnq_status scratch_quantizer(nnq_quantizer *q, const nnq_qconfig *c) {
+    nnq_qconfig one = *c;
+    one.per_channel = false;
+    return nnq_quantizer_init(q, &one, -1, 1);
+}
+
+/* ---- histograms ---------------------------------------------------------- */
+
+/* Bin i's interval clipped to the exact extremes [min, max], where its
+ * mass must lie. */
+static void bin_interval(const nnq_histogram *h, int i, double *u, double *v) {
+    double w = (h->hi - h->lo) / h->n_bins;
+    double a = fmax(h->lo + i * w, h->min), b = fmin(h->lo + (i + 1) * w, h->max);
+    if (b < a) a = b = fmin(fmax(a, h->min), h->max);
+    *u = a;
+    *v = b;
+}
+
+/* The non-empty bins as (interval, mass) for the MSE search. */
+typedef struct hist_mass {
+    int n;
+    double *u, *v, *m;
+    double total;
+    nnq_quantizer q;
+} hist_mass;
+
+/* ∫_0^f dist(t, nearest integer)^2 dt over one period, f in [0, 1]. */
+static double period_integral(double f) {
+    return f <= 0.5 ? f * f * f / 3.0 : 1.0 / 12.0 - (1 - f) * (1 - f) * (1 - f) / 3.0;
+}
+
+/* Mean of (x - c)^2 for x uniform between two points at distances p and q
+ * from c on the same side: (p^2 + pq + q^2) / 3, free of cancellation. */
+static double clip_mean(double p, double q) { return (p * p + p * q + q * q) / 3.0; }
+
+/* Expected squared error of a value uniform on [u, v] (a point if u = v)
+ * quantized to the grid a, a + s, ..., b: clipping error outside [a, b],
+ * distance to the nearest grid point inside. */
+static double uniform_sq_err(double u, double v, double s, double a, double b) {
+    double len = v - u;
+    if (!(len > 1e-9 * s)) {
+        double x = 0.5 * (u + v);
+        double xc = fmin(fmax(x, a), b);
+        double d = x - (a + s * nearbyint((xc - a) / s));
+        return d * d;
+    }
+    double total = 0;
+    if (u < a) {
+        double e = fmin(v, a);
+        total += (e - u) * clip_mean(a - u, a - e);
+    }
+    if (v > b) {
+        double e = fmax(u, b);
+        total += (v - e) * clip_mean(v - b, e - b);
+    }
+    double ui = fmax(u, a), vi = fmin(v, b);
+    if (vi > ui) {
+        double tu = (ui - a) / s, tv = (vi - a) / s;
+        double fu = floor(tu), fv = floor(tv);
+        total += s * s * s *
+                 ((fv - fu) / 12.0 + period_integral(tv - fv) - period_integral(tu - fu));
+    }
+    return total / len;
+}
+
+static range_score hist_eval(void *ctx, float lo, float hi) {
+    hist_mass *hm = ctx;
+    nnq_quantizer_set_range(&hm->q, 0, lo, hi);
+    double s = hm->q.scale[0], z = hm->q.zero_point[0];
+    double a = s * (hm->q.qmin - z), b = s * (hm->q.qmax - z);
+    double err = 0;
+    for (int i = 0; i < hm->n; i++) err += hm->m[i] * uniform_sq_err(hm->u[i], hm->v[i], s, a, b);
+    return (range_score){err / hm->total, 0.0};
+}
+
+static nnq_status hist_mse(const nnq_histogram *h, const nnq_qconfig *c, float *lo,
+                           float *hi) {
+    nnq_status st = NNQ_OK;
+    hist_mass hm = {0};
+    size_t nb = (size_t)h->n_bins;
+    hm.u = malloc(nb * sizeof *hm.u);
+    hm.v = malloc(nb * sizeof *hm.v);
+    hm.m = malloc(nb * sizeof *hm.m);
+    if (!hm.u || !hm.v || !hm.m) {
+        st = nnq_fail(NNQ_ERR_NOMEM, "mse range: out of memory");
+        goto fail;
+    }
+    if ((st = scratch_quantizer(&hm.q, c)) != NNQ_OK) goto fail;
+    for (int i = 0; i < h->n_bins; i++) {
+        if (!(h->count[i] > 0)) continue;
+        bin_interval(h, i, &hm.u[hm.n], &hm.v[hm.n]);
+        hm.m[hm.n++] = h->count[i];
+        hm.total += h->count[i];
+    }
+    range_search s = {.eval = hist_eval, .ctx = &hm, .refine_levels = 3};
+    search_range(&s, h->min, h->max, c, lo, hi);
+fail:
+    nnq_quantizer_free(&hm.q);
+    free(hm.u);
+    free(hm.v);
+    free(hm.m);
+    return st;
+}
+
+/* Value below which `frac` of the mass lies (from_top: above which),
+ * interpolated linearly inside a bin. */
+static double hist_quantile(const nnq_histogram *h, double frac, bool from_top) {
+    double target = frac * h->total, cum = 0;
+    for (int k = 0; k < h->n_bins; k++) {
+        int i = from_top ? h->n_bins - 1 - k : k;
+        double m = h->count[i];
+        if (!(m > 0)) continue;
+        if (cum + m >= target) {
+            double u, v, t = (target - cum) / m;
+            bin_interval(h, i, &u, &v);
+            return from_top ? v - t * (v - u) : u + t * (v - u);
+        }
+        cum += m;
+    }
+    return from_top ? h->min : h->max;
+}
+
+nnq_status nnq_range_from_histogram(const nnq_histogram *h, const nnq_qconfig *c,
+                                    nnq_range_method m, double percentile, float *lo,
+                                    float *hi) {
+    if (!h || !h->count || !c || !lo || !hi)
+        return nnq_fail(NNQ_ERR_INVALID, "histogram range: missing argument");
+    NNQ_TRY(nnq_qconfig_check(c));
+    if (m != NNQ_RANGE_MINMAX && m != NNQ_RANGE_MSE && m != NNQ_RANGE_PERCENTILE)
+        return nnq_fail(NNQ_ERR_INVALID, "histogram range: method '%s' needs other data",
+                        nnq_range_method_name(m));
+    if (m == NNQ_RANGE_PERCENTILE && !(percentile >= 0 && percentile < 50))
+        return nnq_fail(NNQ_ERR_INVALID,
+                        "histogram range: percentile must be in [0, 50), got %g", percentile);
+    *lo = *hi = 0.0f;
+    if (h->total == 0) return NNQ_OK;
+    if (m == NNQ_RANGE_MSE) return hist_mse(h, c, lo, hi);
+    if (m == NNQ_RANGE_PERCENTILE && percentile > 0) {
+        double a = hist_quantile(h, percentile / 100, false);
+        double b = hist_quantile(h, percentile / 100, true);
+        a = fmin(fmax(a, h->min), h->max);
+        b = fmin(fmax(b, a), h->max);
+        *lo = (float)a;
+        *hi = (float)b;
+        return NNQ_OK;
+    }
+    /* min-max (also a percentile that cuts nothing) */
+    *lo = (float)h->min;
+    *hi = (float)h->max;
+    return NNQ_OK;
+}
+
+/* ---- raw values (weights) ------------------------------------------------ */
+
+typedef struct data_ctx {
+    const float *x;
+    int64_t n, stride;
+    nnq_qconfig cfg;
+} data_ctx;
+
+static range_score data_eval(void *ctx, float lo, float hi) {
+    data_ctx *d = ctx;
+    return (range_score){nnq_qerror_mse(&d->cfg, d->x, d->n, d->stride, lo, hi), 0.0};
+}
+
+nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
+                               const nnq_qconfig *c, nnq_range_method m, float *lo,
+                               float *hi) {
+    if (!c || !lo || !hi || n < 0 || stride < 1 || (n > 0 && !x))
+        return nnq_fail(NNQ_ERR_INVALID, "data range: bad arguments (n %lld, stride %lld)",
+                        (long long)n, (long long)stride);
+    NNQ_TRY(nnq_qconfig_check(c));
+    if (m != NNQ_RANGE_MINMAX && m != NNQ_RANGE_MSE)
+        return nnq_fail(NNQ_ERR_INVALID, "data range: method '%s' is not for raw values",
+                        nnq_range_method_name(m));
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i * stride];
+        if (!isfinite(v)) continue; /* as the histograms do */
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+    }
+    *lo = *hi = 0.0f;
+    if (mn > mx) return NNQ_OK; /* no finite value */
+    if (m == NNQ_RANGE_MINMAX) {
+        *lo = mn;
+        *hi = mx;
+        return NNQ_OK;
+    }
+    data_ctx d = {x, n, stride, *c};
+    d.cfg.per_channel = false;
+    range_search s = {.eval = data_eval, .ctx = &d, .refine_levels = 1};
+    search_range(&s, mn, mx, c, lo, hi);
+    return NNQ_OK;
+}
+
+/* ---- logits: cross-entropy ---------------------------------------------- */
+
+typedef struct ce_ctx {
+    const float *rows;
+    int64_t n;
+    int k;
+    const double *p;  /* [n, k] softmax of the float logits */
+    double *vh;       /* [k] one quantized row */
+    nnq_quantizer q;
+} ce_ctx;
+
+/* Mean over rows of H(p, softmax(v_hat)) = -sum p log q (log-softmax around
+ * the row's maximum); tie: mean squared error of the logits. */
+static range_score ce_eval(void *ctx, float lo, float hi) {
+    ce_ctx *cc = ctx;
+    nnq_quantizer_set_range(&cc->q, 0, lo, hi);
+    float s = cc->q.scale[0], z = (float)cc->q.zero_point[0];
+    float qmin = (float)cc->q.qmin, qmax = (float)cc->q.qmax;
+    double ce = 0, se = 0;
+    for (int64_t r = 0; r < cc->n; r++) {
+        const float *v = cc->rows + r * cc->k;
+        const double *p = cc->p + r * cc->k;
+        double mx = -INFINITY, sum = 0, row = 0;
+        for (int j = 0; j < cc->k; j++) {
+            cc->vh[j] = nnq_fake_quant_f(v[j], s, z, qmin, qmax);
+            double d = cc->vh[j] - v[j];
+            se += d * d;
+            mx = fmax(mx, cc->vh[j]);
+        }
+        for (int j = 0; j < cc->k; j++) sum += exp(cc->vh[j] - mx);
+        double lse = mx + log(sum);
+        for (int j = 0; j < cc->k; j++)
+            if (p[j] > 0) row -= p[j] * (cc->vh[j] - lse);
+        ce += row;
+    }
+    return (range_score){ce / (double)cc->n, se / ((double)cc->n * cc->k)};
+}
+
+nnq_status nnq_range_ce_logits(const float *rows, int64_t n_rows, int k,
+                               const nnq_qconfig *c, float *lo, float *hi) {
+    if (!rows || !c || !lo || !hi || n_rows < 1 || k < 1)
+        return nnq_fail(NNQ_ERR_INVALID, "ce range: need logit rows [n >= 1, k >= 1], got [%lld, %d]",
+                        (long long)n_rows, k);
+    NNQ_TRY(nnq_qconfig_check(c));
+    nnq_status st = NNQ_OK;
+    ce_ctx cc = {.rows = rows, .n = n_rows, .k = k};
+    double *p = NULL;
+    size_t count, bytes;
+    if (!nnq_mul_size((size_t)n_rows, (size_t)k, &count) ||
+        !nnq_mul_size(count, sizeof(double), &bytes))
+        return nnq_fail(NNQ_ERR_LIMIT, "ce range: %lld x %d logits are too many",
+                        (long long)n_rows, k);
+    p = malloc(bytes);
+    cc.vh = malloc((size_t)k * sizeof *cc.vh);
+    if (!p || !cc.vh) {
+        st = nnq_fail(NNQ_ERR_NOMEM, "ce range: out of memory for %lld x %d logits",
+                      (long long)n_rows, k);
+        goto fail;
+    }
+    double mn = INFINITY, mx = -INFINITY;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *v = rows + r * k;
+        double rmax = -INFINITY, sum = 0;
+        for (int j = 0; j < k; j++) {
+            if (!isfinite(v[j])) {
+                st = nnq_fail(NNQ_ERR_INVALID, "ce range: logit row %lld has a non-finite value",
+                              (long long)r);
+                goto fail;
+            }
+            rmax = fmax(rmax, v[j]);
+        }
+        for (int j = 0; j < k; j++) sum += exp(v[j] - rmax);
+        double lse = rmax + log(sum);
+        for (int j = 0; j < k; j++) p[r * k + j] = exp(v[j] - lse);
+        for (int j = 0; j < k; j++) {
+            mn = fmin(mn, v[j]);
+            mx = fmax(mx, v[j]);
+        }
+    }
+    cc.p = p;
+    if ((st = scratch_quantizer(&cc.q, c)) != NNQ_OK) goto fail;
+    range_search s = {.eval = ce_eval, .ctx = &cc, .refine_levels = 3};
+    search_range(&s, mn, mx, c, lo, hi);
+fail:
+    nnq_quantizer_free(&cc.q);
+    free(cc.vh);
+    free(p);
+    return st;
+}
