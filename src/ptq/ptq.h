@@ -3,6 +3,8 @@
  *
  * Float-graph passes (before the simulation is built) rewrite the float
  * graph in place and keep its function: bn_fold.c, cle.c, bias_absorb.c.
+ * They may remove nodes and drop values nothing uses any more, so node
+ * and value indices change; names stay.
  * They share nnq_bn_stats: the BatchNorm statistics of each folded layer's
  * output, which the data-free passes read after the BN nodes are gone.
  * Simulation passes (bias_correct.c, adaround.c) work on an nnq_qsim and

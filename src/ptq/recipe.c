@@ -137,8 +137,6 @@ static nnq_status run(const nnq_graph *model, const nnq_dataset *calib, const nn
     if (o->arange_bn) {
         int n_set = 0, n_missing = 0;
         NNQ_TRY(nnq_ptq_bn_ranges(*sim, st, o->in_lo, o->in_hi, &n_set, &n_missing, log));
-        say(log, "activation ranges from BN statistics: %d set, %d without statistics", n_set,
-            n_missing);
     } else {
         NNQ_TRY(need_data(calib, "activation range setting"));
         nnq_calib_options c = o->calib;

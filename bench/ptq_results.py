@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""PTQ results on the shipped models (issue 4): runs `nnq quantize --eval`
+for every configuration below on models/<name>.onnx and writes the table
+into docs/results.md between the markers
+    <!-- ptq-shipped:begin -->  <!-- ptq-shipped:end -->
+(other sections of the file are kept as they are).
+
+Usage (from the repo root, after `make build`):
+    /usr/bin/python3 bench/ptq_results.py [--nnq build/nnq] [--models resnet20,...]
+        [--adaround-iters 10000] [--calib-size 1024] [--threads 2] [--eval-limit 0]
+
+Every number is nnq's top-1 on the 10000 Fashion-MNIST test images
+(--eval-limit to shorten a trial run) after calibrating on the first
+--calib-size training images; the raw JSON of each run is kept in
+bench/results/ptq_shipped.jsonl.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN, END = "<!-- ptq-shipped:begin -->", "<!-- ptq-shipped:end -->"
+
+# (column title, nnq quantize options); "{it}" is the AdaRound iteration count.
+CONFIGS = [
+    ("W8A8 per-tensor min-max", "--per-tensor --wrange minmax --arange minmax"),
+    ("W8A8 per-tensor CLE + BA", "--per-tensor --wrange minmax --arange minmax --cle --bias-absorb"),
+    ("W8A8 per-channel", "--per-channel"),
+    ("W4A8 per-channel nearest", "--wbits 4"),
+    ("W4A8 per-channel AdaRound", "--wbits 4 --adaround --adaround-iters {it}"),
+    ("W4A8 standard", "--wbits 4 --recipe standard --adaround-iters {it}"),
+    ("W8A8 data-free", "--recipe data-free"),
+    ("W4A4 standard", "--wbits 4 --abits 4 --recipe standard --adaround-iters {it} --first-last-bits 8"),
+]
+
+
+def run(cmd):
+    """Run an nnq command with --json; its JSON plus peak_rss_mb (GNU time)."""
+    rss_file = "/tmp/nnq_ptq_rss.txt"
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        err = (p.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": err}
+    r = json.loads(p.stdout)
+    try:
+        r["peak_rss_mb"] = int(open(rss_file).read().split()[-1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return r
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nnq", default="build/nnq")
+    ap.add_argument("--models", default="mobilenetv2,mobilenetv2-hswish,resnet20")
+    ap.add_argument("--adaround-iters", type=int, default=10000)
+    ap.add_argument("--calib-size", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-limit", type=int, default=0)
+    ap.add_argument("--out", default="docs/results.md")
+    a = ap.parse_args()
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    log = open(os.path.join(ROOT, "bench", "results", "ptq_shipped.jsonl"), "w")
+    rows = []
+    for m in a.models.split(","):
+        path = f"models/{m}.onnx"
+        if not os.path.exists(os.path.join(ROOT, path)):
+            print(f"skip {m}: {path} missing", file=sys.stderr)
+            continue
+        ev = run([a.nnq, "eval", path, "--limit", str(a.eval_limit), "--threads", str(a.threads),
+                  "--json", "--quiet"])
+        row = {"model": m, "fp32": ev.get("top1"), "cells": []}
+        for title, opts in CONFIGS:
+            opts = opts.format(it=a.adaround_iters).split()
+            cmd = [a.nnq, "quantize", path, "-o", f"/tmp/nnq_ptq_{m}.onnx", "--calib-size",
+                   str(a.calib_size), "--eval", "--eval-limit", str(a.eval_limit), "--threads",
+                   str(a.threads), "--json", "--quiet"] + opts
+            r = run(cmd)
+            r["config"], r["options"] = title, " ".join(opts)
+            log.write(json.dumps({"model": m, **r}) + "\n")
+            log.flush()
+            print(f"{m:20s} {title:28s} "
+                  + (f"{r['quant_top1']:.2f} % ({r['seconds']:.0f} s)" if "quant_top1" in r
+                     else r["error"]), file=sys.stderr)
+            row["cells"].append(r)
+        rows.append(row)
+
+    lines = [BEGIN, "", "## Post-training quantization of the shipped models (issue 4)", ""]
+    lines.append(f"Produced by `/usr/bin/python3 bench/ptq_results.py --adaround-iters "
+                 f"{a.adaround_iters} --calib-size {a.calib_size} --threads {a.threads}` on "
+                 f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} CPUs. Top-1 (%) on "
+                 + ("all 10000" if a.eval_limit == 0 else f"the first {a.eval_limit}")
+                 + f" Fashion-MNIST test images; calibration: the first {a.calib_size} training "
+                 "images (no labels). Seconds: the whole `nnq quantize` run before evaluation.")
+    lines.append("")
+    head = "| model | FP32 | " + " | ".join(t for t, _ in CONFIGS) + " |"
+    lines += [head, "|---|---:|" + "---:|" * len(CONFIGS)]
+    for row in rows:
+        cells = []
+        for r in row["cells"]:
+            if "quant_top1" in r:
+                cells.append(f"{r['quant_top1']:.2f} ({r['quant_top1'] - row['fp32']:+.2f}, "
+                             f"{r['seconds']:.0f} s)")
+            else:
+                cells.append("failed: " + r["error"].replace("|", "/"))
+        fp = f"{row['fp32']:.2f}" if row["fp32"] is not None else "?"
+        lines.append(f"| {row['model']} | {fp} | " + " | ".join(cells) + " |")
+    lines += ["", "Options of each column (besides `--calib-size`, `--eval`):", ""]
+    for title, opts in CONFIGS:
+        lines.append(f"- {title}: `{opts.format(it=a.adaround_iters)}`")
+    lines += ["", "Defaults where a column does not say: symmetric per-channel int8 weights with "
+              "MSE ranges, asymmetric uint8 activations with MSE ranges and cross-entropy on the "
+              "logits, 32-bit biases.", "", END]
+    section = "\n".join(lines) + "\n"
+
+    out = os.path.join(ROOT, a.out)
+    text = open(out).read() if os.path.exists(out) else "# nnq results\n\n"
+    if BEGIN in text and END in text:
+        pre, rest = text.split(BEGIN, 1)
+        post = rest.split(END, 1)[1].lstrip("\n")
+        text = pre + section + ("\n" + post if post else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    write_atomic(out, text)
+    print(section)
+    write_benchmarks(a, rows)
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+BENCH_SECTION = "## PTQ run time and memory (issue 4)"
+
+
+def write_benchmarks(a, rows):
+    """Run time and peak memory of each recipe run into BENCHMARKS.md."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    lines = [BENCH_SECTION, "",
+             f"`/usr/bin/python3 bench/ptq_results.py --adaround-iters {a.adaround_iters} "
+             f"--calib-size {a.calib_size} --threads {a.threads}` on {datetime.date.today()}, "
+             f"{cpu_model()}: wall time of `nnq quantize` (load, passes, export; evaluation "
+             "excluded) and peak resident memory of the process (GNU time, evaluation included).",
+             "", "| model | configuration | seconds | peak RSS (MB) | slowest steps |",
+             "|---|---|---:|---:|---|"]
+    for row in rows:
+        for r in row["cells"]:
+            if "seconds" not in r:
+                continue
+            steps = sorted(r.get("steps", []), key=lambda s: -s["seconds"])[:2]
+            st = ", ".join(f"{s['name']} {s['seconds']:.1f} s" for s in steps)
+            lines.append(f"| {row['model']} | {r['config']} | {r['seconds']:.1f} | "
+                         f"{r.get('peak_rss_mb', float('nan')):.0f} | {st} |")
+    section = "\n".join(lines) + "\n"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if BENCH_SECTION in text:
+        pre, rest = text.split(BENCH_SECTION, 1)
+        nxt = rest.find("\n## ")
+        post = rest[nxt + 1:] if nxt >= 0 else ""
+        text = pre + section + ("\n" + post if post else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    write_atomic(path, text)
+
+
+if __name__ == "__main__":
+    main()
