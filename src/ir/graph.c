@@ -55,7 +55,7 @@ void nnq_attr_release(nnq_attr *a) {
     memset(a, 0, sizeof *a);
 }
 
-static void node_release(nnq_node *n) {
+void nnq_node_release(nnq_node *n) {
     free(n->name);
     free(n->op_type);
     free(n->domain);
@@ -66,7 +66,7 @@ static void node_release(nnq_node *n) {
     memset(n, 0, sizeof *n);
 }
 
-static void value_release(nnq_value *v) {
+void nnq_value_release(nnq_value *v) {
     if (v->dim_params)
         for (int i = 0; i < NNQ_MAX_RANK; i++) free(v->dim_params[i]);
     free(v->dim_params);
@@ -77,8 +77,8 @@ static void value_release(nnq_value *v) {
 
 void nnq_graph_free(nnq_graph *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_values; i++) value_release(&g->values[i]);
-    for (int i = 0; i < g->n_nodes; i++) node_release(&g->nodes[i]);
+    for (int i = 0; i < g->n_values; i++) nnq_value_release(&g->values[i]);
+    for (int i = 0; i < g->n_nodes; i++) nnq_node_release(&g->nodes[i]);
     for (int i = 0; i < g->n_opsets; i++) free(g->opsets[i].domain);
     free(g->values);
     free(g->nodes);
@@ -222,7 +222,7 @@ nnq_status nnq_graph_add_node(nnq_graph *g, const char *name, const char *op_typ
     n->inputs = malloc(sizeof(int) * (size_t)(n_in ? n_in : 1));
     n->outputs = malloc(sizeof(int) * (size_t)(n_out ? n_out : 1));
     if (!n->name || !n->op_type || !n->domain || !n->inputs || !n->outputs) {
-        node_release(n);
+        nnq_node_release(n);
         return nnq_fail(NNQ_ERR_NOMEM, "out of memory adding node '%s'", name);
     }
     if (n_in) memcpy(n->inputs, in, sizeof(int) * (size_t)n_in);

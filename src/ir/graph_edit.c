@@ -25,27 +25,6 @@ bool nnq_graph_is_output(const nnq_graph *g, int v) {
     return false;
 }
 
-/* The same teardown as graph.c's, for nodes this file removes. */
-static void release_node(nnq_node *n) {
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->inputs);
-    free(n->outputs);
-    for (int i = 0; i < n->n_attrs; i++) nnq_attr_release(&n->attrs[i]);
-    free(n->attrs);
-    memset(n, 0, sizeof *n);
-}
-
-static void release_value(nnq_value *v) {
-    if (v->dim_params)
-        for (int i = 0; i < NNQ_MAX_RANK; i++) free(v->dim_params[i]);
-    free(v->dim_params);
-    free(v->name);
-    nnq_tensor_release(&v->t);
-    memset(v, 0, sizeof *v);
-}
-
 nnq_status nnq_graph_remove_nodes(nnq_graph *g, const bool *remove) {
     /* Clear the producers of removed outputs first, so a value a kept node
      * now writes (a rewired output) keeps its producer. */
@@ -59,7 +38,7 @@ nnq_status nnq_graph_remove_nodes(nnq_graph *g, const bool *remove) {
     int kept = 0;
     for (int n = 0; n < g->n_nodes; n++) {
         if (remove[n]) {
-            release_node(&g->nodes[n]);
+            nnq_node_release(&g->nodes[n]);
             continue;
         }
         if (kept != n) g->nodes[kept] = g->nodes[n];
@@ -90,7 +69,7 @@ nnq_status nnq_graph_prune_values(nnq_graph *g, int *n_removed) {
     int kept = 0;
     for (int v = 0; v < nv; v++) {
         if (!map[v]) {
-            release_value(&g->values[v]);
+            nnq_value_release(&g->values[v]);
             map[v] = -1;
             continue;
         }

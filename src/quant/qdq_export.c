@@ -25,18 +25,19 @@ const char *nnq_qsim_tensor_name(const nnq_qsim *s, int quant) {
     return g->values[q->input].name;
 }
 
+/* A free value name "<base><suffix>" (numbered if taken). */
 static nnq_status unique_name(const nnq_graph *g, const char *base, const char *suffix,
                               char *buf, size_t cap) {
-    snprintf(buf, cap, "%s%s", base, suffix);
-    for (int k = 2; nnq_graph_find_value(g, buf) >= 0; k++) snprintf(buf, cap, "%s%s_%d", base, suffix, k);
-    return NNQ_OK;
+    char want[NNQ_MAX_NAME + 64];
+    snprintf(want, sizeof want, "%s%s", base, suffix);
+    return nnq_graph_unique_name(g, want, buf, cap);
 }
 
 static nnq_status add_init(nnq_graph *g, const char *base, const char *suffix, nnq_tensor *t,
                            int *out) {
-    char name[NNQ_MAX_NAME + 32];
-    unique_name(g, base, suffix, name, sizeof name);
-    nnq_status st = nnq_graph_add_initializer(g, name, t, out);
+    char name[NNQ_MAX_NAME + 64];
+    nnq_status st = unique_name(g, base, suffix, name, sizeof name);
+    if (st == NNQ_OK) st = nnq_graph_add_initializer(g, name, t, out);
     if (st != NNQ_OK) nnq_tensor_release(t);
     return st;
 }
@@ -171,7 +172,7 @@ static nnq_status export_act(const nnq_qsim *s, nnq_graph *g, int qi) {
     const bool is_signed = q->q.qmin < 0;
     const nnq_dtype dt = is_signed ? NNQ_DT_INT8 : NNQ_DT_UINT8;
     const int32_t smin = is_signed ? -128 : 0, smax = is_signed ? 127 : 255;
-    char base[NNQ_MAX_NAME + 8], name[NNQ_MAX_NAME + 32];
+    char base[NNQ_MAX_NAME + 8], name[NNQ_MAX_NAME + 64];
     snprintf(base, sizeof base, "%s", tname);
     int x = q->input;
     if (q->q.qmin > smin || q->q.qmax < smax) {
@@ -180,7 +181,7 @@ static nnq_status export_act(const nnq_qsim *s, nnq_graph *g, int qi) {
         int lv, hv, cv, node;
         NNQ_TRY(add_scalar(g, base, "_clip_min", lo, &lv));
         NNQ_TRY(add_scalar(g, base, "_clip_max", hi, &hv));
-        unique_name(g, base, "_clipped", name, sizeof name);
+        NNQ_TRY(unique_name(g, base, "_clipped", name, sizeof name));
         NNQ_TRY(nnq_graph_add_value(g, name, &cv));
         const int in[3] = {x, lv, hv};
         snprintf(name, sizeof name, "%s_clip", base);
@@ -189,7 +190,7 @@ static nnq_status export_act(const nnq_qsim *s, nnq_graph *g, int qi) {
     }
     int sv, zv, qv, node;
     NNQ_TRY(add_params(g, base, &q->q, dt, &sv, &zv));
-    unique_name(g, base, "_quantized", name, sizeof name);
+    NNQ_TRY(unique_name(g, base, "_quantized", name, sizeof name));
     NNQ_TRY(nnq_graph_add_value(g, name, &qv));
     const int qin[3] = {x, sv, zv};
     snprintf(name, sizeof name, "%s_quantize", base);

@@ -34,12 +34,6 @@ static bool is_layer_op(const char *op) {
     return strcmp(op, "Conv") == 0 || strcmp(op, "Gemm") == 0 || strcmp(op, "MatMul") == 0;
 }
 
-static bool is_graph_output(const nnq_graph *g, int v) {
-    for (int i = 0; i < g->n_outputs; i++)
-        if (g->outputs[i] == v) return true;
-    return false;
-}
-
 static bool value_is_const(const nnq_graph *g, int v) { return v >= 0 && g->values[v].t.data; }
 
 void nnq_qsim_options_default(nnq_qsim_options *o) {
@@ -166,7 +160,7 @@ static nnq_status find_layers(build *b) {
 /* The one reader of v when it is a fusable activation, else -1. */
 static int fused_act_reader(const build *b, int v) {
     const nnq_graph *g = b->g;
-    if (v < 0 || v >= b->n_values0 || b->n_readers[v] != 1 || is_graph_output(g, v)) return -1;
+    if (v < 0 || v >= b->n_values0 || b->n_readers[v] != 1 || nnq_graph_is_output(g, v)) return -1;
     for (int n = 0; n < g->n_nodes; n++) {
         const nnq_node *nd = &g->nodes[n];
         if (nd->n_inputs > 0 && nd->inputs[0] == v && is_fusable_act(nd->op_type) &&
@@ -278,10 +272,9 @@ static void quant_configs(nnq_qsim *s, nnq_qconfig *cfg) {
 /* Parameter initializer of `n` floats named "<base><suffix>". */
 static nnq_status add_param(nnq_graph *g, const char *base, const char *suffix, int n, bool scalar,
                             float fill, int *out) {
-    char name[NNQ_MAX_NAME + 32];
-    snprintf(name, sizeof name, "%s%s", base, suffix);
-    for (int k = 2; nnq_graph_find_value(g, name) >= 0; k++)
-        snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
+    char want[NNQ_MAX_NAME + 64], name[NNQ_MAX_NAME + 64];
+    snprintf(want, sizeof want, "%s%s", base, suffix);
+    NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
     nnq_tensor t = {0};
     const int64_t dims[1] = {n};
     NNQ_TRY(nnq_tensor_alloc(&t, NNQ_DT_FLOAT, scalar ? 0 : 1, dims));
@@ -306,12 +299,12 @@ static nnq_status insert_fake_quant(nnq_qsim *s, int qi, int only_node) {
     NNQ_TRY(add_param(g, base, "_fq_zero_point", q->q.n, scalar, 0.0f, &q->zero_point_value));
     char name[NNQ_MAX_NAME + 32];
     int out;
-    const bool graph_out = only_node < 0 && is_graph_output(g, v);
+    const bool graph_out = only_node < 0 && nnq_graph_is_output(g, v);
     if (graph_out) {
         /* The float value gets a new name; the quantized one the old. */
-        snprintf(name, sizeof name, "%s_float", base);
-        for (int k = 2; nnq_graph_find_value(g, name) >= 0; k++)
-            snprintf(name, sizeof name, "%s_float_%d", base, k);
+        char want[NNQ_MAX_NAME + 16];
+        snprintf(want, sizeof want, "%s_float", base);
+        NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
         char *nn = nnq_strdup(name);
         if (!nn) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
         free(g->values[v].name);
@@ -323,9 +316,9 @@ static nnq_status insert_fake_quant(nnq_qsim *s, int qi, int only_node) {
         for (int i = 0; i < g->n_outputs; i++)
             if (g->outputs[i] == v) g->outputs[i] = out;
     } else {
-        snprintf(name, sizeof name, "%s_q", base);
-        for (int k = 2; nnq_graph_find_value(g, name) >= 0; k++)
-            snprintf(name, sizeof name, "%s_q_%d", base, k);
+        char want[NNQ_MAX_NAME + 16];
+        snprintf(want, sizeof want, "%s_q", base);
+        NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
         NNQ_TRY(nnq_graph_add_value(g, name, &out));
     }
     /* Rewire readers before adding the FakeQuant (which reads v). */
