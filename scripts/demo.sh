@@ -3,7 +3,10 @@
 # on the full Fashion-MNIST test set, then summarise them in one table next
 # to PyTorch's accuracy for the same weights.
 #   scripts/demo.sh BUILD/nnq        (from anywhere; `make demo` runs it)
-# Later stages (PTQ, QAT, the integer engine) add sections and table columns.
+# Then post-training quantization of the models nnq trained itself (models/):
+# W8A8 per-channel from 1024 calibration images, and W8A8 with no data at all
+# (the data-free recipe), each exported as ONNX QDQ and evaluated.
+# Later stages (QAT, the integer engine) add sections and table columns.
 set -eu
 
 NNQ=${1:?usage: scripts/demo.sh PATH/TO/nnq}
@@ -65,3 +68,27 @@ for m in $MODELS; do
         printf "%-10s %10d %9.2fM %10.2f%% %15s %10.0f\n", m, p, macs / 1e6, t, ref, ips
     }'
 done
+
+# ------------------------------------------- post-training quantization
+SHIPPED="resnet20 mobilenetv2 mobilenetv2-hswish"
+for m in $SHIPPED; do
+    [ -f "models/$m.onnx" ] || { echo "demo: missing models/$m.onnx" >&2; exit 1; }
+    section "nnq quantize $m: W8A8 per-channel, 1024 calibration images"
+    "$NNQ" quantize "models/$m.onnx" -o "$WORK/$m.w8a8.onnx" --eval --json >"$WORK/$m.w8a8.json"
+    section "nnq quantize $m: W8A8, data-free recipe (no images)"
+    "$NNQ" quantize "models/$m.onnx" -o "$WORK/$m.df.onnx" --recipe data-free --eval \
+        --json >"$WORK/$m.df.json"
+done
+
+section "Post-training quantization (Fashion-MNIST test set, 10000 images, top-1)"
+printf '%-20s %9s %20s %20s\n' model float "W8A8 per-channel" "W8A8 data-free"
+for m in $SHIPPED; do
+    f=$(json_get "$WORK/$m.w8a8.json" float_top1)
+    q=$(json_get "$WORK/$m.w8a8.json" quant_top1)
+    d=$(json_get "$WORK/$m.df.json" quant_top1)
+    awk -v m="$m" -v f="$f" -v q="$q" -v d="$d" 'BEGIN {
+        printf "%-20s %8.2f%% %11.2f%% (%+.2f) %11.2f%% (%+.2f)\n", m, f, q, q - f, d, d - f
+    }'
+done
+echo
+echo "More configurations (per-tensor, CLE, AdaRound, W4): docs/results.md"
