@@ -366,7 +366,10 @@ static void test_analytical(const char *model, bool trained, int want_skipped) {
      * act_stats.h), resnet20 0.53, mobilenetv2 0.27. */
     CHECK(sa < 0.7 * sb);
     CHECK(improved >= (3 * changed + 3) / 4);
-    CHECK(acc_a >= acc_b - 1.0);
+    /* Top-1 is judged on the trained model only: on a random-weight model
+     * "agreement" over 256 images moves by a few images between builds
+     * (Release vs the sanitizers' -O0), which says nothing about the pass. */
+    if (trained) CHECK(acc_a >= acc_b - 1.0);
     /* Without statistics only layers after a linear chain could be known:
      * here none are, and the pass says so. */
     nnq_bn_stats none = {0};
