@@ -9,14 +9,7 @@ set -eu
 NNQ=${1:?usage: test_cli_errors.sh PATH/TO/nnq}
 MODEL=tests/fixtures/models/resnets.onnx
 BAD=tests/fixtures/bad
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+. tests/lib/common.sh # PY, TMP (removed on exit), fail()
 
 # expect_error NAME WANT_RC PATTERN -- ARGS...: run nnq ARGS and judge it.
 # WANT_RC is "any" (any failure) or an exact code; PATTERN is an extended

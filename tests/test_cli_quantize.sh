@@ -16,16 +16,8 @@
 set -eu
 
 NNQ=${1:?usage: test_cli_quantize.sh PATH/TO/nnq}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 FIX=tests/fixtures/models
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+. tests/lib/common.sh # PY, TMP (removed on exit), fail()
 
 EVAL=500
 CALIB=256

@@ -11,15 +11,7 @@
 set -eu
 
 NNQ=${1:?usage: test_cli_train.sh PATH/TO/nnq}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+. tests/lib/common.sh # PY, TMP (removed on exit), fail()
 # same_weights A B: every initializer bit-identical (the doc_string, which
 # records the command line, may differ).
 same_weights() {

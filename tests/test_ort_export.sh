@@ -17,18 +17,10 @@
 set -eu
 
 NNQ=${1:?usage: test_ort_export.sh PATH/TO/nnq}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
 FIX=tests/fixtures/models
 CONF=/usr/share/libonnx-testdata/data/pytorch-converted
 RUN_ORT=tests/ort/run_model.js
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+. tests/lib/common.sh # PY, TMP (removed on exit), fail()
 
 # ONNX Runtime is a test dependency like the Debian packages: missing, the
 # test fails (never skips) and says how to install it.
