@@ -55,15 +55,6 @@ static double uniform(double lo, double hi) {
 
 /* ---- models ---- */
 
-static void remove_attr(nnq_node *nd, const char *name) {
-    for (int i = 0; i < nd->n_attrs; i++) {
-        if (strcmp(nd->attrs[i].name, name) != 0) continue;
-        nnq_attr_release(&nd->attrs[i]);
-        nd->attrs[i] = nd->attrs[--nd->n_attrs];
-        return;
-    }
-}
-
 /* Random gamma (some negative) and beta; running statistics measured on
  * the calibration images, run with batch statistics (16 images a run, to
  * bound the memory keep_all needs). */
@@ -111,7 +102,7 @@ static void randomize_bn(nnq_graph *g) {
             mean[k] = (float)mu;
             var[k] = (float)fmax(sums[n][3 * k + 1] / cnt - mu * mu, 1e-6);
         }
-        remove_attr(nd, "training_mode");
+        nnq_node_remove_attr(nd, "training_mode");
         free(sums[n]);
     }
     free(sums);

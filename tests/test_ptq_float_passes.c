@@ -97,15 +97,6 @@ static double nmse(const float *after, long na, const float *before, long nb) {
 
 enum { BN_SCALE = 1, BN_B, BN_MEAN, BN_VAR };
 
-static void remove_attr(nnq_node *nd, const char *name) {
-    for (int i = 0; i < nd->n_attrs; i++) {
-        if (strcmp(nd->attrs[i].name, name) != 0) continue;
-        nnq_attr_release(&nd->attrs[i]);
-        nd->attrs[i] = nd->attrs[--nd->n_attrs];
-        return;
-    }
-}
-
 /* Random gamma (some negative) and beta for every BN; running statistics
  * from the calibration images (one forward with batch statistics), as a
  * trained network's describe its data. */
@@ -146,7 +137,7 @@ static void randomize_bn(nnq_graph *g) {
             mean[k] = (float)mu;
             var[k] = (float)sd2;
         }
-        remove_attr(&g->nodes[n], "training_mode");
+        nnq_node_remove_attr(&g->nodes[n], "training_mode");
     }
     nnq_exec_free(e);
 }

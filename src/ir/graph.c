@@ -321,6 +321,15 @@ static nnq_status attr_slot(nnq_node *n, const char *name, nnq_attr **out) {
     return NNQ_OK;
 }
 
+void nnq_node_remove_attr(nnq_node *n, const char *name) {
+    for (int i = 0; i < n->n_attrs; i++) {
+        if (strcmp(n->attrs[i].name, name) != 0) continue;
+        nnq_attr_release(&n->attrs[i]);
+        n->attrs[i] = n->attrs[--n->n_attrs];
+        return;
+    }
+}
+
 nnq_status nnq_node_set_int(nnq_node *n, const char *name, int64_t v) {
     nnq_attr *a;
     NNQ_TRY(attr_slot(n, name, &a));

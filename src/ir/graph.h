@@ -131,6 +131,8 @@ nnq_status nnq_node_set_floats(nnq_node *n, const char *name, int count, const f
 /* Takes ownership of t (a heap-allocated nnq_tensor). */
 nnq_status nnq_node_set_tensor(nnq_node *n, const char *name, nnq_tensor *t);
 void nnq_attr_release(nnq_attr *a);
+/* Remove attribute `name` from a node (no-op if absent). */
+void nnq_node_remove_attr(nnq_node *n, const char *name);
 /* Free what a node / value owns and zero it (for passes removing them). */
 void nnq_node_release(nnq_node *n);
 void nnq_value_release(nnq_value *v);

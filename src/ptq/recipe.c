@@ -77,10 +77,8 @@ static nnq_status need_data(const nnq_dataset *d, const char *what) {
     return nnq_fail(NNQ_ERR_INVALID, "%s needs calibration data (--data)", what);
 }
 
-static nnq_status run(const nnq_graph *model, const nnq_dataset *calib, const nnq_ptq_options *o,
-                      const nnq_ptq_log *log, nnq_graph *g, nnq_bn_stats *st, nnq_qsim **sim,
-                      nnq_ptq_report *r) {
-    (void)model;
+static nnq_status run(const nnq_dataset *calib, const nnq_ptq_options *o, const nnq_ptq_log *log,
+                      nnq_graph *g, nnq_bn_stats *st, nnq_qsim **sim, nnq_ptq_report *r) {
     double t = now();
     NNQ_TRY(nnq_graph_prepare(g));
     NNQ_TRY(nnq_ptq_fold_bn(g, st, &r->bn_folded, &r->bn_unfolded, log));
@@ -160,7 +158,7 @@ nnq_status nnq_ptq_run(const nnq_graph *model, const nnq_dataset *calib,
     nnq_qsim *sim = NULL;
     nnq_bn_stats st = {0};
     nnq_status s = nnq_graph_clone(model, &g);
-    if (s == NNQ_OK) s = run(model, calib, o, log, g, &st, &sim, report);
+    if (s == NNQ_OK) s = run(calib, o, log, g, &st, &sim, report);
     nnq_bn_stats_free(&st);
     if (s != NNQ_OK) {
         nnq_qsim_free(sim);

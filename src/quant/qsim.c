@@ -58,7 +58,6 @@ typedef struct build {
     nnq_qsim *s;
     nnq_graph *g;
     int n_values0;  /* values before any insertion */
-    int *n_readers; /* [n_values0] */
     int *grid;      /* [n_values0]: quantizer whose grid value v is on, -1 */
     nnq_tensor *shapes; /* [n_values0]: inferred dtype and shape of each value */
 } build;
@@ -160,14 +159,14 @@ static nnq_status find_layers(build *b) {
 /* The one reader of v when it is a fusable activation, else -1. */
 static int fused_act_reader(const build *b, int v) {
     const nnq_graph *g = b->g;
-    if (v < 0 || v >= b->n_values0 || b->n_readers[v] != 1 || nnq_graph_is_output(g, v)) return -1;
-    for (int n = 0; n < g->n_nodes; n++) {
-        const nnq_node *nd = &g->nodes[n];
-        if (nd->n_inputs > 0 && nd->inputs[0] == v && is_fusable_act(nd->op_type) &&
-            (!nd->domain || !nd->domain[0]))
-            return n;
-    }
-    return -1;
+    int n;
+    if (v < 0 || v >= b->n_values0 || nnq_graph_is_output(g, v) ||
+        nnq_graph_value_readers(g, v, &n, 1) != 1)
+        return -1;
+    const nnq_node *nd = &g->nodes[n];
+    return nd->inputs[0] == v && is_fusable_act(nd->op_type) && (!nd->domain || !nd->domain[0])
+               ? n
+               : -1;
 }
 
 /* Decide every activation quantizer, in topological order. */
@@ -424,10 +423,9 @@ nnq_status nnq_qsim_create(const nnq_graph *float_graph, const nnq_qsim_options 
     b.s = s;
     b.g = s->g;
     b.n_values0 = s->g->n_values;
-    b.n_readers = calloc((size_t)b.n_values0 + 1, sizeof *b.n_readers);
     b.grid = malloc(sizeof *b.grid * ((size_t)b.n_values0 + 1));
     s->value_quant = malloc(sizeof *s->value_quant * ((size_t)b.n_values0 + 1));
-    if (!b.n_readers || !b.grid || !s->value_quant) {
+    if (!b.grid || !s->value_quant) {
         st = nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the simulation");
         goto fail;
     }
@@ -438,9 +436,6 @@ nnq_status nnq_qsim_create(const nnq_graph *float_graph, const nnq_qsim_options 
         goto fail;
     }
     if ((st = nnq_graph_infer_shapes(s->g, NULL, b.shapes)) != NNQ_OK) goto fail;
-    for (int n = 0; n < s->g->n_nodes; n++)
-        for (int k = 0; k < s->g->nodes[n].n_inputs; k++)
-            if (s->g->nodes[n].inputs[k] >= 0) b.n_readers[s->g->nodes[n].inputs[k]]++;
     if ((st = build_sim(&b)) != NNQ_OK) goto fail;
     if ((st = nnq_graph_prepare(s->g)) != NNQ_OK) goto fail;
     /* Preparing re-sorted the nodes: find FakeQuant and layer nodes again. */
@@ -456,7 +451,6 @@ nnq_status nnq_qsim_create(const nnq_graph *float_graph, const nnq_qsim_options 
                 L->act_node = n;
         }
     }
-    free(b.n_readers);
     free(b.grid);
     free(b.shapes);
     if ((st = nnq_qsim_set_weight_ranges(s, NNQ_RANGE_MINMAX)) != NNQ_OK) {
@@ -466,7 +460,6 @@ nnq_status nnq_qsim_create(const nnq_graph *float_graph, const nnq_qsim_options 
     *out = s;
     return NNQ_OK;
 fail:
-    free(b.n_readers);
     free(b.grid);
     free(b.shapes);
     nnq_qsim_free(s);
