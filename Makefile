@@ -1,13 +1,14 @@
 # The two commands of the README:
 #   make demo   install what is missing, build, run the main job
 #   make test   install what is missing, build, run the whole test suite
-# Other targets: build, test-asan (sanitizer build + suite), bench, clean.
+# Other targets: build, test-asan (sanitizer build + suite), fuzz, bench, clean.
 
 JOBS ?= 2
 BUILD ?= build
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build demo test test-asan bench clean
+.PHONY: all deps build demo test test-asan fuzz bench clean
 
 all: build
 
@@ -31,8 +32,13 @@ test-asan: deps
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		NNQ_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer on every reader of outside data (clang build in build-fuzz),
+# FUZZ_SECONDS per target; one summary line per target (scripts/fuzz.sh).
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) scripts/fuzz.sh
+
 bench: build
 	@bench/run.sh $(BUILD)/nnq
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -4,6 +4,7 @@
 # Idempotent and quiet when everything is present.
 #   scripts/deps.sh            build + test + demo dependencies
 #   scripts/deps.sh --peers    also the comparison peers (PyTorch, clang for fuzzing)
+#   scripts/deps.sh --fuzz     also clang + libFuzzer only (scripts/fuzz.sh)
 set -eu
 
 PKGS="build-essential cmake pkg-config zlib1g-dev
@@ -13,7 +14,11 @@ libonnx-testdata dataset-fashion-mnist
 python3-onnx python3-numpy"
 
 if [ "${1:-}" = "--peers" ]; then
-    PKGS="$PKGS python3-torch python3-torchvision clang libclang-rt-14-dev nodejs"
+    PKGS="$PKGS python3-torch python3-torchvision clang libclang-rt-14-dev nodejs chromium"
+fi
+if [ "${1:-}" = "--fuzz" ]; then
+    # libFuzzer ships in libclang-rt; clang's omp.h comes with libomp-dev.
+    PKGS="$PKGS clang libclang-rt-14-dev libomp-14-dev"
 fi
 
 # Node.js + npm install ONNX Runtime (below). A machine that has npm keeps

@@ -39,6 +39,7 @@ typedef struct layer_case {
     bool per_channel, symmetric;
     nnq_range_method range;
     nnq_ada_act act;
+    bool cap;         /* a per-channel cap after the activation (CLE's ReLU6) */
 } layer_case;
 
 typedef struct layer_fix {
@@ -46,6 +47,8 @@ typedef struct layer_fix {
     nnq_tensor x, xhat, w, b, t;
     nnq_quantizer q;
     nnq_ada_layer L;
+    float cap[64];    /* per output channel, when the case has a cap */
+    int64_t positions; /* output elements per sample and channel */
 } layer_fix;
 
 /* Roughly normal, unit variance (sum of three uniforms). */
@@ -107,6 +110,16 @@ static float act_f(const nnq_ada_layer *L, float y) {
     return y;
 }
 
+/* The layer's activation on every element of a [n, m, ...] output, then
+ * its per-channel cap if any. */
+static void act_all(const layer_fix *f, int64_t m, nnq_tensor *y) {
+    for (int64_t i = 0; i < nnq_tensor_numel(y); i++) {
+        float v = act_f(&f->L, nnq_f32(y)[i]);
+        if (f->L.act_hi_ch) v = fminf(v, f->L.act_hi_ch[i / f->positions % m]);
+        nnq_f32(y)[i] = v;
+    }
+}
+
 static void fix_make(const layer_case *lc, layer_fix *f) {
     memset(f, 0, sizeof *f);
     xs_state = 777u;
@@ -150,7 +163,13 @@ static void fix_make(const layer_case *lc, layer_fix *f) {
     f->L.act = lc->act;
     f->L.act_lo = lc->act == NNQ_ADA_ACT_CLIP ? 0.0f : -INFINITY;
     f->L.act_hi = lc->act == NNQ_ADA_ACT_CLIP ? 1.0f : INFINITY;
-    for (int64_t i = 0; i < nnq_tensor_numel(&pre); i++) nnq_f32(&pre)[i] = act_f(&f->L, nnq_f32(&pre)[i]);
+    f->positions = nnq_tensor_numel(&pre) / (pre.dims[0] * lc->m);
+    if (lc->cap) { /* caps cutting into each channel's range, unevenly */
+        CHECK(lc->m <= 64);
+        for (int64_t o = 0; o < lc->m && o < 64; o++) f->cap[o] = 0.1f + 0.1f * (float)(o % 5);
+        f->L.act_hi_ch = f->cap;
+    }
+    act_all(f, lc->m, &pre);
     f->t = pre;
 
     /* the weight quantizer, ranges per channel or per tensor */
@@ -250,6 +269,28 @@ static void run_layer_case(const layer_case *lc, int iters) {
     CHECK(r.mse_ada < (lc->bits <= 4 ? 0.9 : 1.0) * r.mse_nearest);
     CHECK(r.n_changed > 0);
     check_on_grid(lc->what, &f, &r);
+    if (lc->cap) {
+        /* mse_nearest is the error of the capped output: recompute it. */
+        nnq_tensor wn = {0}, y = {0};
+        CHECK_OK(nnq_tensor_alloc(&wn, NNQ_DT_FLOAT, f.w.rank, f.w.dims));
+        for (int64_t i = 0; i < nw; i++) {
+            float sc, z;
+            elem_sz(&f, i, &sc, &z);
+            nnq_f32(&wn)[i] = nnq_fake_quant_f(nnq_f32(&f.w)[i], sc, z, (float)f.q.qmin, (float)f.q.qmax);
+        }
+        op_run(&f.node, f.L.x_slot, &f.xhat, &wn, &f.b, &y);
+        act_all(&f, lc->m, &y);
+        double e = 0;
+        for (int64_t i = 0; i < nnq_tensor_numel(&y); i++) {
+            double d = (double)nnq_f32(&y)[i] - nnq_f32(&f.t)[i];
+            e += d * d;
+        }
+        e /= (double)nnq_tensor_numel(&y);
+        fprintf(stderr, "%-34s mse nearest recomputed with the caps %.4g\n", lc->what, e);
+        CHECK(fabs(e - r.mse_nearest) <= 1e-4 * e);
+        nnq_tensor_release(&wn);
+        nnq_tensor_release(&y);
+    }
     nnq_ada_result_free(&r);
     fix_free(&f);
 }
@@ -265,7 +306,7 @@ static void test_h_and_init(void) {
     CHECK(nnq_ada_h(0.0f) == 0.5f);
 
     /* No iterations: h(V) = frac(W/s) per element, hard rounding = nearest. */
-    layer_case lc = {"init", "Conv", 8, 6, 8, 1, 3, 1, 6, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE};
+    layer_case lc = {"init", "Conv", 8, 6, 8, 1, 3, 1, 6, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE, false};
     layer_fix f;
     fix_make(&lc, &f);
     nnq_adaround_options o = test_options(0);
@@ -315,19 +356,22 @@ static void test_beta_schedule(void) {
 static void test_layers(void) {
     static const layer_case cases[] = {
         /* what, op, n, c, m, group, k, stride, hw, trans_b, bits, per_channel, symmetric, range, act */
-        {"conv 3x3 W4 per-channel relu", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU},
-        {"conv 3x3 W3 per-tensor mse", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 3, false, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE},
-        {"conv 1x1 W4 asym (z != 0) clip", "Conv", 64, 16, 12, 1, 1, 1, 6, false, 4, true, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_CLIP},
-        {"depthwise 3x3 W4 per-channel", "Conv", 64, 12, 12, 12, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_CLIP},
-        {"depthwise 3x3 s2 W3 per-tensor", "Conv", 64, 12, 12, 12, 3, 2, 9, false, 3, false, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_RELU},
-        {"grouped g2 3x3 W4 per-channel", "Conv", 64, 8, 12, 2, 3, 1, 7, false, 4, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE},
-        {"grouped g4 3x3 s2 W4 per-tensor", "Conv", 64, 8, 8, 4, 3, 2, 8, false, 4, false, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU},
-        {"gemm transB W4 per-channel", "Gemm", 256, 32, 10, 1, 1, 1, 1, true, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE},
-        {"gemm [K,N] W3 per-channel relu", "Gemm", 256, 32, 16, 1, 1, 1, 1, false, 3, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_RELU},
-        {"gemm [K,N] W4 per-tensor asym", "Gemm", 256, 32, 16, 1, 1, 1, 1, false, 4, false, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE},
-        {"matmul W4 per-channel", "MatMul", 256, 24, 16, 1, 1, 1, 1, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE},
-        {"conv W2 per-channel", "Conv", 64, 8, 8, 1, 3, 1, 6, false, 2, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE},
-        {"conv W8 per-channel", "Conv", 64, 8, 8, 1, 3, 1, 6, false, 8, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU},
+        {"conv 3x3 W4 per-channel relu", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, false},
+        {"conv 3x3 W3 per-tensor mse", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 3, false, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE, false},
+        {"conv 1x1 W4 asym (z != 0) clip", "Conv", 64, 16, 12, 1, 1, 1, 6, false, 4, true, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_CLIP, false},
+        {"depthwise 3x3 W4 per-channel", "Conv", 64, 12, 12, 12, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_CLIP, false},
+        {"depthwise 3x3 s2 W3 per-tensor", "Conv", 64, 12, 12, 12, 3, 2, 9, false, 3, false, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_RELU, false},
+        {"grouped g2 3x3 W4 per-channel", "Conv", 64, 8, 12, 2, 3, 1, 7, false, 4, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE, false},
+        {"grouped g4 3x3 s2 W4 per-tensor", "Conv", 64, 8, 8, 4, 3, 2, 8, false, 4, false, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, false},
+        {"gemm transB W4 per-channel", "Gemm", 256, 32, 10, 1, 1, 1, 1, true, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE, false},
+        {"gemm [K,N] W3 per-channel relu", "Gemm", 256, 32, 16, 1, 1, 1, 1, false, 3, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_RELU, false},
+        {"gemm [K,N] W4 per-tensor asym", "Gemm", 256, 32, 16, 1, 1, 1, 1, false, 4, false, false, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE, false},
+        {"matmul W4 per-channel", "MatMul", 256, 24, 16, 1, 1, 1, 1, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE, false},
+        {"conv W2 per-channel", "Conv", 64, 8, 8, 1, 3, 1, 6, false, 2, true, true, NNQ_RANGE_MSE, NNQ_ADA_ACT_NONE, false},
+        {"conv W8 per-channel", "Conv", 64, 8, 8, 1, 3, 1, 6, false, 8, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, false},
+        {"conv 3x3 W4 relu + channel caps", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, true},
+        {"depthwise W4 relu + channel caps", "Conv", 64, 12, 12, 12, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, true},
+        {"gemm transB W4 relu + channel caps", "Gemm", 256, 32, 10, 1, 1, 1, 1, true, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_RELU, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_layer_case(&cases[i], 400);
 }
@@ -335,7 +379,7 @@ static void test_layers(void) {
 /* The regulariser decides h: with lambda, nearly every h(V) ends in {0, 1};
  * without it, reconstruction alone leaves many in between. */
 static void test_regulariser(void) {
-    layer_case lc = {"reg", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE};
+    layer_case lc = {"reg", "Conv", 64, 8, 8, 1, 3, 1, 8, false, 4, true, true, NNQ_RANGE_MINMAX, NNQ_ADA_ACT_NONE, false};
     layer_fix f;
     fix_make(&lc, &f);
     int64_t nw = nnq_tensor_numel(&f.w);

@@ -8,7 +8,8 @@
 #  2. W4A4 with 8-bit first/last layers: the bit-widths are in the metadata,
 #     4-bit weights are stored as int8 on the 4-bit grid, and ONNX Runtime
 #     runs the QDQ model agreeing with nnq's simulation on the predicted
-#     class of (almost) every image;
+#     class of (almost) every image; so does it for a per-tensor model
+#     after CLE, whose ReLU6 became Relu + per-channel Min caps;
 #  3. --encodings: valid JSON in the AIMET layout, min = scale * offset;
 #  4. bad requests fail with one line, the right exit code, and no output
 #     file: usage mistakes (2), a data-free recipe on a model without BN
@@ -70,9 +71,19 @@ for name, b in bits.items():
     n4 += b == 4
 assert n4 > 10, n4
 PYEOF
+# Per-tensor after CLE: ReLU6 kept exactly as Relu + per-channel Min caps.
+"$NNQ" quantize "$FIX/mnv2s.onnx" -o "$TMP/cle.onnx" --per-tensor --cle --calib-size $CALIB \
+    --json --quiet >"$TMP/cle.json" || fail "quantize --per-tensor --cle"
+"$PY" - "$TMP/cle.onnx" "$TMP/cle.json" <<'PYEOF' || fail "CLE model checks"
+import json, sys, onnx
+m = onnx.load(sys.argv[1])
+q = json.load(open(sys.argv[2]))
+mins = [n for n in m.graph.node if n.op_type == "Min"]
+assert q["cle_relu6"] == "cap" and q["relu6_converted"] == 18 == len(mins), (q, len(mins))
+PYEOF
 if command -v node >/dev/null 2>&1 && [ -d bench/node_modules/onnxruntime-node ]; then
     IN=$FIX/golden/mnv2s/input_0.npy
-    for q in w4a4 mnv2s.w8a8; do
+    for q in w4a4 mnv2s.w8a8 cle; do
         node tests/ort/run_model.js "$TMP/$q.onnx" "$IN" "$TMP/$q.ort.npy" || fail "ORT refused $q"
         "$NNQ" run "$TMP/$q.onnx" --input "$IN" -o "$TMP/$q.nnq.npy" || fail "nnq run $q"
         "$PY" - "$TMP/$q.ort.npy" "$TMP/$q.nnq.npy" "$q" <<'PYEOF' || fail "$q: ORT and nnq disagree"

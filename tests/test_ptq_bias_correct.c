@@ -268,7 +268,7 @@ static void test_empirical(const char *model, int64_t n_calib, bool trained, int
     bias_errors(s, g, &calib, before);
     bias_errors(s, g, &eval, held_b);
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     int corrected = -1;
     CHECK_OK(nnq_ptq_bias_correct_empirical(s, g, &calib, 0, 2, &corrected, &log));
     CHECK(corrected == nl);
@@ -325,7 +325,7 @@ static void test_analytical(const char *model, bool trained, int want_skipped) {
         memcpy(bias0[l], b->data, sizeof(float) * (size_t)nnq_tensor_numel(b));
     }
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     int corrected = -1, skipped = -1;
     CHECK_OK(nnq_ptq_bias_correct_analytical(s, &st, &corrected, &skipped, &log));
     CHECK(count_lines(fp, "bias correction (analytical)") == 1);
@@ -388,7 +388,7 @@ static void test_bn_ranges(const char *model) {
     if (!s) return;
     const float in_lo = -NNQ_FMNIST_MEAN / NNQ_FMNIST_STD, in_hi = (1 - NNQ_FMNIST_MEAN) / NNQ_FMNIST_STD;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     int set = -1, missing = -1;
     CHECK_OK(nnq_ptq_bn_ranges(s, &st, in_lo, in_hi, &set, &missing, &log));
     CHECK(count_lines(fp, "bn ranges:") == 1);

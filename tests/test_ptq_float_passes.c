@@ -264,7 +264,7 @@ static void test_fold_model(const char *model, int want_folded) {
     nnq_bn_stats st = {0};
     int folded = -1, unfolded = -1;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     CHECK_OK(nnq_ptq_fold_bn(g, &st, &folded, &unfolded, &log));
     char *text = read_log(fp);
     CHECK(folded == want_folded && unfolded == n_bn - want_folded);
@@ -380,7 +380,7 @@ static void test_fold_gemm_shared(void) {
     nnq_bn_stats st = {0};
     int folded = -1, unfolded = -1;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     CHECK_OK(nnq_ptq_fold_bn(g, &st, &folded, &unfolded, &log));
     char *text = read_log(fp);
     CHECK(folded == 4 && unfolded == 1);
@@ -520,10 +520,12 @@ static int replace_like(nnq_graph *ref, const nnq_graph *g) {
     return k;
 }
 
-/* fold, then CLE: function kept (against the ReLU6-replaced graph), every
- * chain equalized to 1e-4, BN statistics scaled with layer 1's outputs,
- * depthwise range spread reduced. */
-static void test_cle_model(const char *model, int want_pairs, int want_replaced, bool dw_pairs) {
+/* fold, then CLE: function kept (against the folded graph when ReLU6
+ * becomes a capped Relu, the default; against the ReLU6-replaced graph in
+ * relu mode), every chain equalized to 1e-4, BN statistics scaled with
+ * layer 1's outputs, depthwise range spread reduced. */
+static void test_cle_model(const char *model, int want_pairs, int want_replaced, bool dw_pairs,
+                           nnq_relu6_mode mode) {
     nnq_graph *g = load_model(model), *ref = NULL;
     if (!g) return;
     nnq_bn_stats st = {0};
@@ -548,21 +550,24 @@ static void test_cle_model(const char *model, int want_pairs, int want_replaced,
     }
     nnq_cle_options o;
     nnq_cle_options_default(&o);
-    CHECK(o.max_iters == 100 && o.tol == 1e-4 && o.relu6_to_relu);
+    CHECK(o.max_iters == 100 && o.tol == 1e-4 && o.relu6 == NNQ_RELU6_CAP);
+    o.relu6 = mode;
     o.tol = 1e-6; /* tight, so that every pair meets 1e-4 below */
     o.max_iters = 2000;
     int pairs = -1, replaced = -1;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     CHECK_OK(nnq_ptq_cle(g, &st, &o, &pairs, &replaced, &log));
     char *text = read_log(fp);
     CHECK(pairs == want_pairs && n_chains == want_pairs);
     CHECK(replaced == want_replaced);
     CHECK(count_op(g, "Clip") == n_clip - replaced);
     int n_lines = 0;
-    for (const char *p = text; (p = strstr(p, "cle: replaced ReLU6")); p++) n_lines++;
+    const char *line = mode == NNQ_RELU6_CAP ? "is now Relu + a per-channel cap" : "cle: replaced ReLU6";
+    for (const char *p = text; (p = strstr(p, line)); p++) n_lines++;
     CHECK(n_lines == replaced);
-    CHECK(replace_like(ref, g) == replaced);
+    if (mode == NNQ_RELU6_RELU) CHECK(replace_like(ref, g) == replaced);
+    else CHECK(count_op(g, "Min") == replaced); /* the function is kept as it is */
     const char *sw = strstr(text, " sweep(s)");
     int sweeps = 0;
     if (sw) {
@@ -600,9 +605,9 @@ static void test_cle_model(const char *model, int want_pairs, int want_replaced,
     float *before = eval(ref, &nb), *after = eval(g, &na);
     double err = nmse(after, na, before, nb);
     fprintf(stderr,
-            "cle      %-40s pairs %2d  ReLU6->Relu %2d  sweeps %3d  max |r1-r2|/r %.2g  "
+            "cle      %-40s pairs %2d  ReLU6->%s %2d  sweeps %3d  max |r1-r2|/r %.2g  "
             "dw spread %.3g -> %.3g  normalised error %.3g\n",
-            model, pairs, replaced, sweeps, worst, spread_before, spread_after, err);
+            model, pairs, mode == NNQ_RELU6_CAP ? "cap " : "Relu", replaced, sweeps, worst, spread_before, spread_after, err);
     CHECK(err <= FUNCTION_TOL);
     if (dw_pairs) CHECK(spread_after < 0.8 * spread_before);
     /* The rewritten graph survives an ONNX round trip unchanged. */
@@ -698,13 +703,13 @@ static void test_cle_structure(void) {
         free(after);
         nnq_graph_free(g);
     }
-    /* relu6_to_relu off: a ReLU6 chain is left alone. */
+    /* relu6 skip: a ReLU6 chain is left alone. */
     nnq_graph *g = NULL;
     CHECK_OK(nnq_model_build("mobilenetv2", 2, &g));
     if (g) {
         nnq_cle_options o;
         nnq_cle_options_default(&o);
-        o.relu6_to_relu = false;
+        o.relu6 = NNQ_RELU6_SKIP;
         int pairs = -1, replaced = -1;
         CHECK_OK(nnq_ptq_fold_bn(g, NULL, NULL, NULL, NULL));
         CHECK_OK(nnq_ptq_cle(g, NULL, &o, &pairs, &replaced, NULL));
@@ -791,7 +796,7 @@ static void test_absorb_exact(void) {
     float *before = eval(g, &nb);
     int absorbed = -1;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     CHECK_OK(nnq_ptq_absorb_bias(g, &st, &absorbed, &log));
     char *text = read_log(fp);
     CHECK(absorbed == 3);
@@ -824,7 +829,7 @@ static void test_absorb_model(const char *model, int want_absorbed, double tol, 
     float *before = eval(ref, &nb);
     int absorbed = -1;
     FILE *fp = tmpfile();
-    nnq_ptq_log log = {fp};
+    nnq_ptq_log log = {.fp = fp};
     CHECK_OK(nnq_ptq_absorb_bias(g, &st, &absorbed, &log));
     char *text = read_log(fp);
     float *after = eval(g, &na);
@@ -877,11 +882,13 @@ int main(void) {
      * → dw, 16 x (expand → dw, dw → project), block 1's dw → project, and
      * two project → next conv links without activation: 36 pairs, 34 of
      * them through ReLU6. -hswish: only those two direct links. */
-    test_cle_model("resnet20", 9, 0, false);
-    test_cle_model("models/resnet20.onnx", 9, 0, false);
-    test_cle_model("mobilenetv2", 36, 34, true);
-    test_cle_model("mobilenetv2-hswish", 2, 0, false);
-    test_cle_model("tests/fixtures/models/mnv2s.onnx", 21, 18, true);
+    test_cle_model("resnet20", 9, 0, false, NNQ_RELU6_CAP);
+    test_cle_model("models/resnet20.onnx", 9, 0, false, NNQ_RELU6_CAP);
+    test_cle_model("mobilenetv2", 36, 34, true, NNQ_RELU6_CAP);
+    test_cle_model("models/mobilenetv2.onnx", 36, 34, true, NNQ_RELU6_CAP);
+    test_cle_model("mobilenetv2-hswish", 2, 0, false, NNQ_RELU6_CAP);
+    test_cle_model("tests/fixtures/models/mnv2s.onnx", 21, 18, true, NNQ_RELU6_CAP);
+    test_cle_model("tests/fixtures/models/mnv2s.onnx", 21, 18, true, NNQ_RELU6_RELU);
     test_cle_structure();
 
     test_absorb_exact();

@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "onnx/onnx_io.h"
 #include "ops/executor.h"
+#include "ptq/ptq.h"
 #include "quant/qdq_export.h"
 #include "quant/qsim.h"
 #include "train/trainer.h"
@@ -99,6 +100,48 @@ static void test_placement_mnv2(void) {
     /* The model's interface is unchanged. */
     CHECK(strcmp(s->g->values[s->g->outputs[0]].name, g->values[g->outputs[0]].name) == 0);
     CHECK(strcmp(s->g->values[s->g->inputs[0]].name, g->values[g->inputs[0]].name) == 0);
+done:
+    nnq_qsim_free(s);
+    nnq_graph_free(g);
+}
+
+/* After CLE a ReLU6 is Relu + Min(per-channel cap): both belong to the
+ * layer, one quantizer after the Min, none between; the simulation with
+ * quantizers off is the float function. */
+static void test_placement_capped(void) {
+    nnq_graph *g = load(MNV2S);
+    if (!g) return;
+    const int acts_before = count_op(g, "Clip");
+    int pairs = 0, capped = 0;
+    CHECK_OK(nnq_ptq_cle(g, NULL, NULL, &pairs, &capped, NULL));
+    CHECK_OK(nnq_graph_prepare(g));
+    CHECK(capped == 18 && count_op(g, "Min") == capped && count_op(g, "Clip") == acts_before - capped);
+    nnq_qsim *s = NULL;
+    CHECK_OK(nnq_qsim_create(g, NULL, &s));
+    if (!s) goto done;
+    int with_cap = 0;
+    for (int i = 0; i < s->n_layers; i++) {
+        const nnq_qsim_layer *L = &s->layers[i];
+        if (L->cap_node < 0) continue;
+        with_cap++;
+        const nnq_node *cap = &s->g->nodes[L->cap_node], *act = &s->g->nodes[L->act_node];
+        CHECK(strcmp(cap->op_type, "Min") == 0 && strcmp(act->op_type, "Relu") == 0);
+        CHECK(cap->inputs[0] == act->outputs[0] && L->output == cap->outputs[0]);
+        CHECK(L->output_q >= 0 && s->quant[L->output_q].input == L->output);
+        CHECK(s->value_quant[act->outputs[0]] < 0); /* nothing between Relu and Min */
+    }
+    CHECK(with_cap == capped);
+    /* one activation quantizer per layer output still: the Min's replaces the Clip's */
+    const int convs = count_op(g, "Conv"), adds = count_op(g, "Add");
+    CHECK(count_role(s, NNQ_QROLE_ACT) == 1 + convs + adds + 1 + 1);
+    nnq_qsim_enable_role(s, NNQ_QROLE_ACT, false);
+    nnq_qsim_enable_role(s, NNQ_QROLE_WEIGHT, false);
+    nnq_qsim_enable_role(s, NNQ_QROLE_BIAS, false);
+    CHECK_OK(nnq_qsim_sync(s));
+    float *a = run(g, 16), *b = run(s->g, 16);
+    if (a && b) CHECK(memcmp(a, b, sizeof(float) * 16 * 10) == 0);
+    free(a);
+    free(b);
 done:
     nnq_qsim_free(s);
     nnq_graph_free(g);
@@ -319,6 +362,7 @@ int main(void) {
     CHECK_OK(nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, 64, &test));
     test_placement_mnv2();
     test_placement_resnet();
+    test_placement_capped();
     test_function();
     test_layer_settings();
     test_qdq_export();

@@ -23,7 +23,7 @@
 
 typedef struct quantize_opts {
     const char *model, *output, *data, *encodings, *recipe, *wrange, *arange, *bias_correct;
-    const char *input_range, *float_layers, *layer_bits, *eval_data, *eval_labels;
+    const char *input_range, *float_layers, *layer_bits, *eval_data, *eval_labels, *cle_relu6;
     int64_t wbits, abits, calib_size, first_last_bits, adaround_iters, threads, eval_limit;
     double percentile_d;
     const char *percentile;
@@ -36,6 +36,7 @@ void cmd_quantize_help(FILE *fp) {
             "usage: nnq quantize MODEL.onnx -o OUT.onnx [--wbits 8] [--abits 8]\n"
             "                    [--per-channel | --per-tensor] [--wrange minmax|mse]\n"
             "                    [--arange minmax|mse|ce|bn|percentile] [--cle] [--bias-absorb]\n"
+            "                    [--cle-relu6 cap|relu|skip]\n"
             "                    [--bias-correct empirical|analytical] [--adaround]\n"
             "                    [--adaround-iters N] [--recipe standard|data-free|none]\n"
             "                    [--calib-size 1024] [--data fashion-mnist | --data X.npy]\n"
@@ -66,8 +67,10 @@ void cmd_quantize_help(FILE *fp) {
             "                         cross-entropy on the logits; the default), bn (from\n"
             "                         BatchNorm statistics, no data) or percentile\n"
             "  --percentile P         tail mass cut on each side for percentile (default 0.01)\n"
-            "  --cle                  cross-layer equalization (ReLU6 in equalized chains\n"
-            "                         becomes ReLU, reported)\n"
+            "  --cle                  cross-layer equalization\n"
+            "  --cle-relu6 M          ReLU6 between equalized layers: cap (default: Relu +\n"
+            "                         a per-channel cap that scales with CLE, exact), relu\n"
+            "                         (replaced by Relu, as in the DFQ paper), skip\n"
             "  --bias-absorb          high-bias absorption (needs BatchNorm statistics)\n"
             "  --bias-correct K       empirical (calibration data) or analytical (BN stats)\n"
             "  --adaround             learn weight rounding layer by layer (AdaRound)\n"
@@ -110,6 +113,7 @@ static int parse(int argc, char **argv, quantize_opts *o) {
         {"arange", CLI_OPT_STRING, &o->arange, 0, 0},
         {"percentile", CLI_OPT_STRING, &o->percentile, 0, 0},
         {"cle", CLI_OPT_FLAG, &o->cle, 0, 0},
+        {"cle-relu6", CLI_OPT_STRING, &o->cle_relu6, 0, 0},
         {"bias-absorb", CLI_OPT_FLAG, &o->bias_absorb, 0, 0},
         {"bias-correct", CLI_OPT_STRING, &o->bias_correct, 0, 0},
         {"adaround", CLI_OPT_FLAG, &o->adaround, 0, 0},
@@ -199,6 +203,9 @@ static int build_options(const quantize_opts *o, nnq_ptq_options *p, nnq_layer_o
         p->calib.logits_method = m == NNQ_RANGE_BN ? NNQ_RANGE_MSE : m;
     }
     if (o->cle) p->cle = true;
+    if (o->cle_relu6 && !nnq_relu6_mode_parse(o->cle_relu6, &p->cle_opt.relu6))
+        return cli_usage_error("quantize", "--cle-relu6 wants cap, relu or skip, got '%s'",
+                               o->cle_relu6);
     if (o->bias_absorb) p->bias_absorb = true;
     if (o->adaround) p->adaround = true;
     if (o->bias_correct) {
@@ -310,7 +317,10 @@ static void report_json(const quantize_opts *o, const nnq_ptq_options *p, const 
     cli_json_int(&j, "bn_folded", r->bn_folded);
     cli_json_bool(&j, "bn_stats", r->has_bn_stats);
     cli_json_int(&j, "cle_pairs", r->cle_pairs);
-    cli_json_int(&j, "relu6_replaced", r->relu6_replaced);
+    cli_json_int(&j, "relu6_converted", r->relu6_converted);
+    cli_json_string(&j, "cle_relu6", p->cle_opt.relu6 == NNQ_RELU6_CAP    ? "cap"
+                                     : p->cle_opt.relu6 == NNQ_RELU6_RELU ? "relu"
+                                                                          : "skip");
     cli_json_int(&j, "bias_absorbed", r->bias_absorbed);
     cli_json_int(&j, "bias_corrected", r->bias_corrected);
     cli_json_array_begin(&j, "steps");
@@ -346,7 +356,7 @@ int cmd_quantize_run(int argc, char **argv) {
     bool have_calib = false;
     nnq_ptq_report r;
     double ftop1 = 0, qtop1 = 0;
-    const nnq_ptq_log log = {o.quiet ? NULL : stderr};
+    const nnq_ptq_log log = {.fp = o.quiet ? NULL : stderr};
     const double t0 = cli_now();
     nnq_status s = cli_load_model(o.model, &model);
     if (s == NNQ_OK) s = load_calibration(&o, &p, &calib, &have_calib);

@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/interrupt.h"
 #include "cli/json_out.h"
 #include "data/dataset.h"
 #include "models/models.h"
@@ -25,7 +26,7 @@
 typedef struct train_opts {
     const char *arch, *output, *data, *optimizer, *schedule, *checkpoint, *resume;
     const char *lr_s, *wd_s, *momentum_s, *warmup_s, *step_s, *gamma_s, *clip_s;
-    int64_t epochs, batch, seed, limit, test_limit, threads, stop_after;
+    int64_t epochs, batch, seed, limit, test_limit, threads, stop_after, checkpoint_every;
     bool nesterov, no_nesterov, augment, no_eval, json, quiet;
 } train_opts;
 
@@ -37,7 +38,7 @@ void cmd_train_help(FILE *fp) {
             "                 [--warmup-epochs E] [--step-epochs E] [--gamma G] [--clip NORM]\n"
             "                 [--augment] [--seed S] [--data fashion-mnist] [--limit N]\n"
             "                 [--test-limit N] [--no-eval] [--threads T] [--checkpoint PATH]\n"
-            "                 [--stop-after N]\n"
+            "                 [--checkpoint-every N] [--stop-after N]\n"
             "                 [--resume PATH] [--json] [--quiet]\n"
             "\n"
             "Train a built-in architecture from scratch on Fashion-MNIST (1x32x32 images)\n"
@@ -73,8 +74,11 @@ void cmd_train_help(FILE *fp) {
             "  --no-eval           no evaluation after each epoch\n"
             "  --threads T         threads (default 0: all cores)\n"
             "  --checkpoint PATH   write a checkpoint after every epoch (atomically)\n"
-            "  --resume PATH       continue from a checkpoint; give the same options as\n"
-            "                      the interrupted run to get the same model\n"
+            "  --checkpoint-every N  also every N steps inside an epoch (needs\n"
+            "                      --checkpoint), so a killed run loses at most N steps\n"
+            "  --resume PATH       continue from a checkpoint (an epoch's end or the middle\n"
+            "                      of one); give the same options as the interrupted run\n"
+            "                      to get the same model\n"
             "  --stop-after N      stop (with a checkpoint) once N epochs are done; the\n"
             "                      schedule still spans --epochs (for --resume later)\n"
             "  --json              print one JSON object on stdout: arch, output, epochs,\n"
@@ -84,7 +88,13 @@ void cmd_train_help(FILE *fp) {
             "  -h, --help          show this help\n"
             "\n"
             "Progress goes to stderr: an updating line on a terminal, otherwise a line\n"
-            "every ~10%% of an epoch, and one summary line per epoch.\n",
+            "every ~10%% of an epoch, and one summary line per epoch.\n"
+            "\n"
+            "SIGINT (Ctrl-C) or SIGTERM: the step in progress finishes, a checkpoint of\n"
+            "that exact position is written (to --checkpoint, else to MODEL.onnx.ckpt),\n"
+            "one line says where, and nnq exits with status 130 (SIGINT) or 143\n"
+            "(SIGTERM). --resume from it reaches the same model as an uninterrupted run.\n"
+            "A second signal terminates at once.\n",
             DEFAULT_EPOCHS, DEFAULT_BATCH, DATA_FMNIST);
 }
 
@@ -137,6 +147,7 @@ static int parse_options(int argc, char **argv, train_opts *o) {
         {"no-eval", CLI_OPT_FLAG, &o->no_eval, 0, 0},
         {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
         {"checkpoint", CLI_OPT_STRING, &o->checkpoint, 0, 0},
+        {"checkpoint-every", CLI_OPT_INT, &o->checkpoint_every, 0, INT64_MAX},
         {"stop-after", CLI_OPT_INT, &o->stop_after, 0, INT32_MAX},
         {"resume", CLI_OPT_STRING, &o->resume, 0, 0},
         {"json", CLI_OPT_FLAG, &o->json, 0, 0},
@@ -165,6 +176,8 @@ static int parse_options(int argc, char **argv, train_opts *o) {
         return cli_usage_error("train", "--data must be '%s', got '%s'", DATA_FMNIST, o->data);
     if (o->nesterov && o->no_nesterov)
         return cli_usage_error("train", "--nesterov and --no-nesterov contradict each other");
+    if (o->checkpoint_every > 0 && !o->checkpoint)
+        return cli_usage_error("train", "--checkpoint-every needs --checkpoint PATH");
     return CLI_EXIT_OK;
 }
 
@@ -204,6 +217,7 @@ static int make_config(const train_opts *o, nnq_train_config *c) {
     c->seed = (uint64_t)o->seed;
     c->threads = (int)o->threads;
     c->checkpoint = o->checkpoint;
+    c->checkpoint_every = o->checkpoint_every;
     c->stop_after = (int)o->stop_after;
     c->resume = o->resume;
     if (o->augment) c->augment = (nnq_augment){.crop_pad = NNQ_FMNIST_PAD, .hflip = true};
@@ -300,6 +314,23 @@ static void report(const train_opts *o, const nnq_train_result *r) {
     cli_json_finish(&j);
 }
 
+/* The one line an interrupted run prints (even with --quiet). */
+static void report_stop(const nnq_train_config *c, const nnq_train_result *r) {
+    int epoch = r->epochs_done + (r->epoch_step > 0 ? 1 : 0);
+    fprintf(stderr, "nnq: interrupted by %s ", cli_interrupt_name());
+    if (r->epoch_step > 0)
+        fprintf(stderr, "in epoch %d/%d after step %lld", epoch, c->epochs,
+                (long long)r->epoch_step);
+    else
+        fprintf(stderr, "after epoch %d/%d", r->epochs_done, c->epochs);
+    if (r->saved)
+        fprintf(stderr, "; checkpoint saved to %s (continue with --resume %s and the same "
+                "options)\n", r->saved, r->saved);
+    else
+        fputs("; nothing saved\n", stderr);
+    fflush(stderr);
+}
+
 int cmd_train_run(int argc, char **argv) {
     train_opts o;
     memset(&o, 0, sizeof o);
@@ -314,12 +345,31 @@ int cmd_train_run(int argc, char **argv) {
     nnq_train_result result;
     progress_view view = {.enabled = !o.quiet, .tty = isatty(fileno(stderr)) == 1,
                           .next_tenth = 1};
+    char *stop_path = NULL;
     cfg.progress = on_progress;
     cfg.user = &view;
+    /* Interrupted: save where --checkpoint says, else beside the model. */
+    if (!o.checkpoint) {
+        stop_path = malloc(strlen(o.output) + sizeof ".ckpt");
+        if (!stop_path) return cli_error("out of memory");
+        sprintf(stop_path, "%s.ckpt", o.output);
+    }
+    cfg.stop = cli_interrupt_poll;
+    cfg.stop_checkpoint = o.checkpoint ? o.checkpoint : stop_path;
+    if (!cli_interrupt_install()) {
+        free(stop_path);
+        return cli_error("cannot install the SIGINT/SIGTERM handlers");
+    }
     nnq_status s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TRAIN, o.limit, &train);
     if (s == NNQ_OK && !o.no_eval)
         s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o.test_limit, &test);
     if (s == NNQ_OK) s = nnq_model_build(o.arch, (uint64_t)o.seed, &g);
+    if (s == NNQ_OK && cli_interrupt_signal()) {
+        fprintf(stderr, "nnq: interrupted by %s before training started; nothing saved\n",
+                cli_interrupt_name());
+        rc = cli_interrupt_exit_code();
+        goto done;
+    }
     if (s == NNQ_OK) {
         /* Provenance: the command that made the model, in its doc string. */
         char *cmd = join_args(argc, argv);
@@ -329,10 +379,18 @@ int cmd_train_run(int argc, char **argv) {
         }
         s = nnq_train(g, &train, o.no_eval ? NULL : &test, &cfg, &result);
     }
-    if (s == NNQ_OK) s = nnq_onnx_save(g, o.output);
     if (view.drawn) fputs("\r\033[K", stderr);
+    view.drawn = false;
+    if (s == NNQ_OK && result.stopped) {
+        report_stop(&cfg, &result);
+        rc = cli_interrupt_exit_code();
+        goto done;
+    }
+    if (s == NNQ_OK) s = nnq_onnx_save(g, o.output);
     if (s == NNQ_OK) report(&o, &result);
     rc = s == NNQ_OK ? CLI_EXIT_OK : cli_fail(s);
+done:
+    free(stop_path);
     nnq_dataset_free(&train);
     nnq_dataset_free(&test);
     nnq_graph_free(g);

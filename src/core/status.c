@@ -9,11 +9,20 @@
 
 static _Thread_local char last_msg[NNQ_MSG_CAP];
 
+/* Messages quote names and paths from files, which may hold any byte: a
+ * control character (newline, escape) becomes '?', so a message is always
+ * one line and safe to print on a terminal. */
+static void make_printable(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 nnq_status nnq_fail(nnq_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_msg, sizeof last_msg, fmt, ap);
     va_end(ap);
+    make_printable(last_msg);
     return s;
 }
 
@@ -32,6 +41,7 @@ nnq_status nnq_fail_context(nnq_status s, const char *fmt, ...) {
     size_t no = strnlen(old, room);
     memcpy(last_msg + np, old, no);
     last_msg[np + no] = '\0';
+    make_printable(last_msg);
     return s;
 }
 

@@ -12,8 +12,10 @@
 
 #define IDX_TYPE_UBYTE 0x08
 #define IDX_MAX_RANK 4
-/* Largest buffer grown in one step while inflating: a tiny gzip file that
- * claims gigabytes only costs memory as far as its data really goes. */
+/* While inflating, the buffer starts at IDX_FIRST_CHUNK and doubles, by at
+ * most IDX_GROW_STEP at a time: a tiny gzip file that claims gigabytes only
+ * costs memory as far as its data really goes. */
+#define IDX_FIRST_CHUNK ((size_t)1 << 20)
 #define IDX_GROW_STEP ((size_t)64 << 20)
 #define IDX_GZ_CHUNK (1u << 30) /* gzread takes an unsigned count */
 
@@ -86,7 +88,7 @@ static nnq_status read_exact(idx_src *s, void *dst, size_t n, const char *part) 
 /* Data of a gzip source: grow the buffer as bytes arrive rather than
  * trusting the header's size up front. */
 static nnq_status read_data_stream(idx_src *s, size_t n, unsigned char **out) {
-    size_t cap = n < IDX_GROW_STEP ? n : IDX_GROW_STEP;
+    size_t cap = n < IDX_FIRST_CHUNK ? n : IDX_FIRST_CHUNK;
     size_t have = 0;
     unsigned char *buf = malloc(cap ? cap : 1);
     if (!buf) return nnq_fail(NNQ_ERR_NOMEM, "cannot allocate %zu bytes for %s", cap, s->what);

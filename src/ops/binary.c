@@ -1,15 +1,18 @@
-/* Add, Sub, Mul, Div with multidirectional broadcasting, for float,
+/* Add, Sub, Mul, Div, and the variadic Min and Max, with multidirectional
+ * broadcasting, for float,
  * double and every fixed-width integer type (exported graphs do shape
  * arithmetic in int64; the ONNX tests use uint8).
  *
  * Integer arithmetic wraps (computed in unsigned, as numpy does); integer
  * division truncates toward zero, and x / 0 gives 0 instead of trapping. */
+#include <limits.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
-enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_COUNT };
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MIN, OP_MAX, OP_COUNT };
 
 /* One kernel per (op, type). The four stride patterns get separate loops
  * so each is a plain vectorisable loop over contiguous memory. HINT is
@@ -45,11 +48,17 @@ enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_COUNT };
         }                                                                                    \
     }
 
+/* Min/Max propagate NaN (as numpy's minimum/maximum and ONNX Runtime do). */
+#define MINMAX_KERNELS(tag, T)                                                  \
+    BINARY_KERNEL(min_##tag, T, (x != x || x < z) ? x : z, NNQ_SIMD)           \
+    BINARY_KERNEL(max_##tag, T, (x != x || x > z) ? x : z, NNQ_SIMD)
+
 #define FLOAT_KERNELS(tag, T)                        \
     BINARY_KERNEL(add_##tag, T, x + z, NNQ_SIMD)     \
     BINARY_KERNEL(sub_##tag, T, x - z, NNQ_SIMD)     \
     BINARY_KERNEL(mul_##tag, T, x * z, NNQ_SIMD)     \
-    BINARY_KERNEL(div_##tag, T, x / z, NNQ_SIMD)
+    BINARY_KERNEL(div_##tag, T, x / z, NNQ_SIMD)     \
+    MINMAX_KERNELS(tag, T)
 
 /* U: an unsigned type at least as wide as int, so nothing promotes to a
  * signed int that could overflow. */
@@ -57,7 +66,8 @@ enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_COUNT };
     BINARY_KERNEL(add_##tag, T, (T)((U)x + (U)z), NNQ_SIMD)     \
     BINARY_KERNEL(sub_##tag, T, (T)((U)x - (U)z), NNQ_SIMD)     \
     BINARY_KERNEL(mul_##tag, T, (T)((U)x * (U)z), NNQ_SIMD)     \
-    BINARY_KERNEL(div_##tag, T, DIV_EXPR, )
+    BINARY_KERNEL(div_##tag, T, DIV_EXPR, )                     \
+    MINMAX_KERNELS(tag, T)
 
 /* Signed: -1 is special-cased because MIN / -1 overflows. */
 #define SDIV(T, U) (z == 0 ? (T)0 : z == -1 ? (T)(0u - (U)x) : (T)(x / z))
@@ -79,7 +89,7 @@ typedef struct binary_type {
     nnq_bcast_kernel k[OP_COUNT]; /* indexed by OP_* */
 } binary_type;
 
-#define TYPE_ROW(dt, tag) {dt, {add_##tag, sub_##tag, mul_##tag, div_##tag}}
+#define TYPE_ROW(dt, tag) {dt, {add_##tag, sub_##tag, mul_##tag, div_##tag, min_##tag, max_##tag}}
 
 static const binary_type binary_types[] = {
     TYPE_ROW(NNQ_DT_FLOAT, f32),  TYPE_ROW(NNQ_DT_DOUBLE, f64), TYPE_ROW(NNQ_DT_INT8, i8),
@@ -125,6 +135,59 @@ static nnq_status binary_forward(const nnq_op_args *a, int op) {
     nnq_bcast_run(&l, bt->k[op], NULL, x->data, es, z->data, es, y->data, es, a->threads);
     return NNQ_OK;
 }
+
+/* Min / Max: one to any number of inputs, folded left to right into y
+ * (in place: each step reads y[i] and writes y[i]). */
+static nnq_status variadic_infer(const nnq_op_args *a) {
+    char sx[128], sz[128];
+    const nnq_tensor *x = a->in[0];
+    if (!x) return nnq_op_fail(a, NNQ_ERR_INVALID, "needs at least one input");
+    if (!find_type(x->dtype))
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
+                           nnq_dtype_name(x->dtype));
+    int r = x->rank;
+    int64_t d[NNQ_MAX_RANK];
+    for (int k = 0; k < r; k++) d[k] = x->dims[k];
+    for (int i = 1; i < a->n_in; i++) {
+        const nnq_tensor *z = a->in[i];
+        if (!z) return nnq_op_fail(a, NNQ_ERR_INVALID, "input %d is missing", i);
+        if (z->dtype != x->dtype)
+            return nnq_op_fail(a, NNQ_ERR_INVALID, "input dtypes differ (%s and %s)",
+                               nnq_dtype_name(x->dtype), nnq_dtype_name(z->dtype));
+        nnq_tensor acc = {.dtype = x->dtype, .rank = r};
+        for (int k = 0; k < r; k++) acc.dims[k] = d[k];
+        if (!nnq_broadcast_shape(acc.rank, acc.dims, z->rank, z->dims, &r, d))
+            return nnq_op_fail(a, NNQ_ERR_SHAPE, "shapes %s and %s do not broadcast",
+                               nnq_shape_str(&acc, sx, sizeof sx), nnq_shape_str(z, sz, sizeof sz));
+    }
+    return nnq_tensor_set_shape(a->out[0], x->dtype, r, d);
+}
+
+static nnq_status variadic_forward(const nnq_op_args *a, int op) {
+    nnq_tensor *y = a->out[0];
+    const binary_type *bt = find_type(y->dtype);
+    if (!bt) return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "dtype %s is not supported",
+                                nnq_dtype_name(y->dtype));
+    for (int i = 0; i < a->n_in; i++)
+        if (!a->in[i] || a->in[i]->dtype != y->dtype)
+            return nnq_op_fail(a, NNQ_ERR_INVALID, "input %d is missing or of another dtype", i);
+    const size_t es = nnq_dtype_size(y->dtype);
+    const nnq_tensor *x = a->in[0];
+    if (a->n_in == 1) {
+        memcpy(y->data, x->data, (size_t)nnq_tensor_numel(y) * es);
+        return NNQ_OK;
+    }
+    for (int i = 1; i < a->n_in; i++) {
+        const nnq_tensor *left = i == 1 ? x : y, *z = a->in[i];
+        nnq_bcast_loop l;
+        nnq_bcast_loop_init(&l, y, left, z);
+        nnq_bcast_run(&l, bt->k[op], NULL, left->data, es, z->data, es, y->data, es, a->threads);
+    }
+    return NNQ_OK;
+}
+
+static nnq_status min_forward(const nnq_op_args *a) { return variadic_forward(a, OP_MIN); }
+static nnq_status max_forward(const nnq_op_args *a) { return variadic_forward(a, OP_MAX); }
 
 static nnq_status add_forward(const nnq_op_args *a) { return binary_forward(a, OP_ADD); }
 static nnq_status sub_forward(const nnq_op_args *a) { return binary_forward(a, OP_SUB); }
@@ -175,6 +238,12 @@ GRAD_KERNEL(grad_mul_a, d * z)
 GRAD_KERNEL(grad_mul_b, d * x)
 GRAD_KERNEL(grad_div_a, d / z)
 GRAD_KERNEL(grad_div_b, -d * x / (z * z))
+/* Min / Max of two: the gradient goes to the input selected (the first on
+ * a tie). */
+GRAD_KERNEL(grad_min_a, (x <= z) ? d : 0.0f)
+GRAD_KERNEL(grad_min_b, (x <= z) ? 0.0f : d)
+GRAD_KERNEL(grad_max_a, (x >= z) ? d : 0.0f)
+GRAD_KERNEL(grad_max_b, (x >= z) ? 0.0f : d)
 
 /* Kernels for (da, db), indexed by OP_*. */
 static const nnq_bcast_grad_kernel grad_kernels[OP_COUNT][2] = {
@@ -182,6 +251,8 @@ static const nnq_bcast_grad_kernel grad_kernels[OP_COUNT][2] = {
     [OP_SUB] = {grad_pass, grad_neg},
     [OP_MUL] = {grad_mul_a, grad_mul_b},
     [OP_DIV] = {grad_div_a, grad_div_b},
+    [OP_MIN] = {grad_min_a, grad_min_b},
+    [OP_MAX] = {grad_max_a, grad_max_b},
 };
 
 static nnq_status binary_backward(const nnq_op_args *a, int op) {
@@ -205,6 +276,14 @@ static nnq_status add_backward(const nnq_op_args *a) { return binary_backward(a,
 static nnq_status sub_backward(const nnq_op_args *a) { return binary_backward(a, OP_SUB); }
 static nnq_status mul_backward(const nnq_op_args *a) { return binary_backward(a, OP_MUL); }
 static nnq_status div_backward(const nnq_op_args *a) { return binary_backward(a, OP_DIV); }
+static nnq_status minmax_backward(const nnq_op_args *a, int op) {
+    if (a->n_in != 2)
+        return nnq_op_fail(a, NNQ_ERR_UNSUPPORTED, "backward of %d inputs (only 2 are supported)",
+                           a->n_in);
+    return binary_backward(a, op);
+}
+static nnq_status min_backward(const nnq_op_args *a) { return minmax_backward(a, OP_MIN); }
+static nnq_status max_backward(const nnq_op_args *a) { return minmax_backward(a, OP_MAX); }
 
 const nnq_op_def nnq_op_Add = {
     .op_type = "Add",
@@ -237,4 +316,20 @@ const nnq_op_def nnq_op_Div = {
     .infer = binary_infer,
     .forward = div_forward,
     .backward = div_backward,
+};
+const nnq_op_def nnq_op_Min = {
+    .op_type = "Min",
+    .min_inputs = 1, .max_inputs = INT_MAX,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = variadic_infer,
+    .forward = min_forward,
+    .backward = min_backward,
+};
+const nnq_op_def nnq_op_Max = {
+    .op_type = "Max",
+    .min_inputs = 1, .max_inputs = INT_MAX,
+    .min_outputs = 1, .max_outputs = 1,
+    .infer = variadic_infer,
+    .forward = max_forward,
+    .backward = max_backward,
 };

@@ -310,7 +310,7 @@ static int64_t stap_input_floats(const conv_plan *p) {
 static void stap_plan(conv_plan *p) {
     const dw_geom gm = dw_geometry(&p->w);
     const int64_t tasks = p->n * p->group, cols = p->w.out[1] * gm.ld;
-    int64_t want = tasks < p->max_threads ? (p->max_threads + tasks - 1) / tasks : 1;
+    int64_t want = tasks > 0 && tasks < p->max_threads ? (p->max_threads + tasks - 1) / tasks : 1;
     int64_t mc = (p->mg + want - 1) / want;
     if (want > 1) mc = (mc + 7) / 8 * 8; /* whole register tiles per chunk */
     if (mc > p->mg) mc = p->mg;
@@ -921,6 +921,9 @@ static void dw_planes_item(const conv_plan *p, const dw_geom *gmp, const int64_t
 static nnq_status conv_forward(const nnq_op_args *a) {
     conv_plan p;
     NNQ_TRY(conv_make_plan(a, &p));
+    /* An empty output (a zero batch, channel or spatial dim): nothing to
+     * compute, and no column buffer to compute it in. */
+    if (nnq_tensor_numel(a->out[0]) == 0) return NNQ_OK;
     const float *x = nnq_f32(a->in[0]), *wt = nnq_f32(a->in[1]);
     const float *bias = a->n_in > 2 && a->in[2] ? nnq_f32(a->in[2]) : NULL;
     float *y = nnq_f32(a->out[0]);

@@ -263,7 +263,8 @@ static nnq_status check_input(const nnq_exec *e, int i, const nnq_tensor *t) {
     return NNQ_OK;
 }
 
-nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
+/* Run nodes 0..last (in sorted order) on inputs. */
+static nnq_status run_nodes(nnq_exec *e, const nnq_tensor *inputs, int last) {
     const nnq_graph *g = e->g;
     bool same = e->planned;
     for (int i = 0; i < g->n_inputs; i++) {
@@ -273,7 +274,7 @@ nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
     }
     if (!same) NNQ_TRY(plan(e, inputs));
     for (int i = 0; i < g->n_inputs; i++) e->vals[g->inputs[i]].data = inputs[i].data;
-    for (int n = 0; n < g->n_nodes; n++) {
+    for (int n = 0; n <= last && n < g->n_nodes; n++) {
         if (nnq_node_outputs_constant(g, n) || e->fused[n]) continue;
         nnq_node_call c;
         NNQ_TRY(nnq_node_call_init(&c, g, n, e->vals, e->threads));
@@ -290,6 +291,16 @@ nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
         NNQ_TRY(c.def->forward(&c.args));
     }
     return NNQ_OK;
+}
+
+nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs) {
+    return run_nodes(e, inputs, e->g->n_nodes - 1);
+}
+
+nnq_status nnq_exec_run_until(nnq_exec *e, const nnq_tensor *inputs, int value) {
+    if (value < 0 || value >= e->g->n_values)
+        return nnq_fail(NNQ_ERR_INVALID, "run until value %d: no such value", value);
+    return run_nodes(e, inputs, e->g->values[value].producer);
 }
 
 const nnq_tensor *nnq_exec_output(const nnq_exec *e, int i) {

@@ -45,6 +45,13 @@ void nnq_exec_free(nnq_exec *e);
  * take the given size, fixed dims must equal). */
 nnq_status nnq_exec_run(nnq_exec *e, const nnq_tensor *inputs);
 
+/* Run only as far as needed to compute `value`: the nodes up to its
+ * producer, in sorted order (none for a graph input or a constant). Right
+ * after, that value is readable with nnq_exec_value even without keep_all
+ * (nothing that could reuse its space has run yet); graph outputs and other
+ * intermediates are not. For caching one layer's inputs or outputs. */
+nnq_status nnq_exec_run_until(nnq_exec *e, const nnq_tensor *inputs, int value);
+
 /* Graph output i after a run; data valid until the next run. */
 const nnq_tensor *nnq_exec_output(const nnq_exec *e, int i);
 /* Any value by index after a run. Graph inputs, constants and outputs are

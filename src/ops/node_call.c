@@ -28,6 +28,11 @@ nnq_status nnq_node_resolve(const nnq_graph *g, int n, const nnq_op_def **def) {
     if (n_out < d->min_outputs || n_out > d->max_outputs || n_out > NNQ_MAX_NODE_IO)
         return nnq_fail(NNQ_ERR_INVALID, "%s node '%s' has %d outputs; %s gives %d to %d",
                         nd->op_type, label, n_out, nd->op_type, d->min_outputs, d->max_outputs);
+    /* An empty name omits an optional output; a required one must be named. */
+    for (int i = 0; i < d->min_outputs; i++)
+        if (nd->outputs[i] < 0)
+            return nnq_fail(NNQ_ERR_INVALID, "%s node '%s': required output %d has no name",
+                            nd->op_type, label, i);
     *def = d;
     return NNQ_OK;
 }

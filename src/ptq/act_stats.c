@@ -1,6 +1,7 @@
 /* Per-channel Gaussian statistics propagated through a float graph from
  * BatchNorm statistics (rules in act_stats.h). */
 #include "ptq/act_stats.h"
+#include "ptq/float_layer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -93,7 +94,10 @@ typedef struct act_fn {
     double alpha, beta; /* LeakyRelu / PRelu slope, HardSigmoid */
     double lo, hi;      /* Clip */
     int kind;
+    int per_channel;    /* what the per-channel array sets: PC_SLOPE, PC_HI, PC_LO */
 } act_fn;
+
+enum { PC_SLOPE, PC_HI, PC_LO };
 
 enum { ACT_RELU, ACT_CLIP, ACT_LEAKY, ACT_HSWISH, ACT_HSIGMOID, ACT_SIGMOID, ACT_TANH };
 
@@ -230,7 +234,10 @@ static nnq_status do_activation(nnq_vstat *o, const nnq_vstat *in, const act_fn 
     NNQ_TRY(vstat_alloc(o, in->channels));
     for (int c = 0; c < in->channels; c++) {
         act_fn ac = *a;
-        if (slope) ac.alpha = slope[n_slope == 1 ? 0 : c];
+        const double v = slope ? slope[n_slope == 1 ? 0 : c] : 0;
+        if (slope && a->per_channel == PC_SLOPE) ac.alpha = v;
+        if (slope && a->per_channel == PC_HI) ac.hi = v;
+        if (slope && a->per_channel == PC_LO) ac.lo = v;
         act_moments(&ac, in->mean[c], sqrt(in->var[c]), &o->mean[c], &o->var[c]);
         act_image(&ac, in->lo[c], in->hi[c], &o->lo[c], &o->hi[c]);
     }
@@ -262,6 +269,20 @@ static bool node_activation(const prop *p, const nnq_node *nd, act_fn *a, const 
         if (nnq_node_attr(nd, "min")) a->lo = nnq_node_attr_float(nd, "min", 0);
         if (nnq_node_attr(nd, "max")) a->hi = nnq_node_attr_float(nd, "max", 0);
         if (!(a->lo <= a->hi)) return false;
+    } else if ((strcmp(op, "Min") == 0 || strcmp(op, "Max") == 0) && nd->n_inputs == 2) {
+        /* Min / Max with a constant bound (per channel or scalar), e.g. the
+         * per-channel cap CLE puts after a Relu that was a ReLU6. */
+        a->kind = ACT_CLIP;
+        a->lo = -INFINITY;
+        a->hi = INFINITY;
+        a->per_channel = op[1] == 'i' ? PC_HI : PC_LO;
+        const int bound = nd->inputs[1];
+        const int channels = value_channels(p, nd->outputs[0]);
+        if (channels <= 0) return false;
+        *slope = const_data(p->g, bound, n_slope);
+        if (!*slope || (*n_slope != 1 &&
+                        !nnq_flayer_is_channel_cap(p->g, bound, channels, p->shapes[nd->outputs[0]].rank)))
+            return false;
     } else if (strcmp(op, "LeakyRelu") == 0) {
         a->kind = ACT_LEAKY;
         a->alpha = nnq_node_attr_float(nd, "alpha", 0.01f);

@@ -7,9 +7,9 @@
  * weight FakeQuant reproduces them exactly; sync; next layer.
  *
  * Memory: only the current layer's two caches (inputs and targets, n
- * images each) are held, plus the executors' keep_all arenas for batches
- * of RUN_BATCH images. Each layer re-runs both graphs over the cached
- * images: a few full forwards per layer, small beside the optimisation. */
+ * images each) are held, plus the executors' arenas for batches of
+ * RUN_BATCH images. Each layer re-runs both graphs over the cached images,
+ * each only as far as the value it needs (nnq_exec_run_until). */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -19,8 +19,8 @@
 #include "ptq/adaround_layer.h"
 #include "ptq/ptq.h"
 
-/* Images per executor run while caching (bounds the keep_all arenas). */
-#define RUN_BATCH 32
+/* Images per executor run while caching (bounds the executors' arenas). */
+#define RUN_BATCH 128
 
 void nnq_adaround_options_default(nnq_adaround_options *o) {
     memset(o, 0, sizeof *o);
@@ -63,6 +63,17 @@ static nnq_status layer_act(const nnq_graph *g, const nnq_qsim_layer *l, nnq_ada
     L->act = NNQ_ADA_ACT_NONE;
     L->act_lo = -INFINITY;
     L->act_hi = INFINITY;
+    L->act_hi_ch = NULL;
+    if (l->cap_node >= 0) { /* Min(Relu, per-channel cap): CLE's exact ReLU6 */
+        const nnq_node *cn = &g->nodes[l->cap_node];
+        const nnq_tensor *cap = &g->values[cn->inputs[1]].t;
+        const nnq_tensor *w = &g->values[l->weight].t;
+        if (cap->dtype != NNQ_DT_FLOAT || !cap->data || nnq_tensor_numel(cap) != w->dims[l->w_axis])
+            return nnq_fail(NNQ_ERR_UNSUPPORTED,
+                            "AdaRound: layer '%s': the Min after its activation is not a per-channel cap",
+                            l->name);
+        L->act_hi_ch = nnq_f32(cap);
+    }
     if (l->act_node < 0) return NNQ_OK;
     const nnq_node *an = &g->nodes[l->act_node];
     if (strcmp(an->op_type, "Relu") == 0) {
@@ -116,9 +127,11 @@ static nnq_status cache_layer(nnq_exec *es, nnq_exec *ef, const nnq_dataset *d, 
         int64_t count = n - start < RUN_BATCH ? n - start : RUN_BATCH;
         nnq_tensor in;
         nnq_dataset_batch(d, start, count, &in);
-        NNQ_TRY(nnq_exec_run(es, &in));
+        /* Each run stops at the value it is for: a layer deep in the
+         * network costs a full pass, an early one a short one. */
+        NNQ_TRY(nnq_exec_run_until(es, &in, xv));
         NNQ_TRY(cache_rows(es, xv, "input", layer, n, start, count, x));
-        NNQ_TRY(nnq_exec_run(ef, &in));
+        NNQ_TRY(nnq_exec_run_until(ef, &in, tv));
         NNQ_TRY(cache_rows(ef, tv, "float output", layer, n, start, count, t));
     }
     return NNQ_OK;
@@ -221,7 +234,7 @@ nnq_status nnq_ptq_adaround(nnq_qsim *s, const nnq_graph *float_graph, const nnq
     for (int i = 0; i < s->n_quant; i++) act_on[i] = s->quant[i].enabled;
     nnq_qsim_enable_role(s, NNQ_QROLE_ACT, false);
     if ((st = nnq_qsim_sync(s)) != NNQ_OK) goto fail;
-    nnq_exec_options eo = {.threads = opt.threads, .keep_all = true};
+    nnq_exec_options eo = {.threads = opt.threads};
     if ((st = nnq_exec_create(s->g, &eo, &es)) != NNQ_OK) goto fail;
     if ((st = nnq_exec_create(float_graph, &eo, &ef)) != NNQ_OK) goto fail;
 

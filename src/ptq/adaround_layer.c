@@ -62,6 +62,7 @@ typedef struct ada_ctx {
     int64_t positions;     /* output floats per sample / output channels */
     float *base, *s, *lo, *hi; /* [nw] floor(W/s), scale, grid ends less z */
     float *sig, *wsoft, *dwbuf, *xbuf, *ybuf, *dybuf;
+    float *hi_el;          /* [ys] upper clamp of each output element of a sample */
     nnq_tensor xb, wt, y, dy, dw;
     void *scratch;
     size_t scratch_bytes;
@@ -83,6 +84,7 @@ static void ctx_free(ada_ctx *c) {
     free(c->xbuf);
     free(c->ybuf);
     free(c->dybuf);
+    free(c->hi_el);
     free(c->scratch);
 }
 
@@ -117,6 +119,17 @@ static nnq_status ctx_init(ada_ctx *c, const nnq_ada_layer *L, const nnq_adaroun
         return nnq_fail(NNQ_ERR_SHAPE, "AdaRound: layer '%s': output channel axis %d does not fit", name,
                         L->w_axis);
     c->positions = c->ys / w->dims[L->w_axis];
+    /* The activation's upper clamp per output element (a conv's channel
+     * is the outer index of a sample, a Gemm's / MatMul's the inner). */
+    const int64_t channels = w->dims[L->w_axis];
+    const bool conv = strcmp(L->node->op_type, "Conv") == 0;
+    const float hi_all = L->act == NNQ_ADA_ACT_CLIP ? L->act_hi : INFINITY;
+    c->hi_el = alloc_floats(c->ys);
+    if (!c->hi_el) return nnq_fail(NNQ_ERR_NOMEM, "AdaRound: out of memory for layer '%s'", name);
+    for (int64_t i = 0; i < c->ys; i++) {
+        const float cap = L->act_hi_ch ? L->act_hi_ch[conv ? i / c->positions : i % channels] : INFINITY;
+        c->hi_el[i] = cap < hi_all ? cap : hi_all;
+    }
 
     /* Per weight element: scale and grid of its channel. */
     int64_t inner = 1, nch = q->n;
@@ -204,11 +217,11 @@ static nnq_status ctx_forward(ada_ctx *c, const float *x, int64_t count, const f
     return c->def->forward(&c->a);
 }
 
-/* Every supported activation is a clamp to [lo, hi] (Relu: [0, inf), none:
- * (-inf, inf)), which passes gradient inside: one branch-free loop each. */
-static void act_bounds(const nnq_ada_layer *L, float *lo, float *hi) {
-    *lo = L->act == NNQ_ADA_ACT_NONE ? -INFINITY : (L->act == NNQ_ADA_ACT_RELU ? 0.0f : L->act_lo);
-    *hi = L->act == NNQ_ADA_ACT_CLIP ? L->act_hi : INFINITY;
+/* Every supported activation is a clamp to [lo, hi_el[i]] (Relu: [0, inf),
+ * none: (-inf, inf), a per-channel cap lowers hi), which passes gradient
+ * inside: one branch-free loop each. */
+static float act_lo(const nnq_ada_layer *L) {
+    return L->act == NNQ_ADA_ACT_NONE ? -INFINITY : (L->act == NNQ_ADA_ACT_RELU ? 0.0f : L->act_lo);
 }
 
 /* Mean squared error over all cached samples with weights w. */
@@ -218,16 +231,17 @@ static nnq_status ctx_mse(ada_ctx *c, const float *w, double *mse) {
         int64_t count = c->n - start < c->cap ? c->n - start : c->cap;
         NNQ_TRY(ctx_forward(c, nnq_f32(c->L->x) + start * c->xs, count, w));
         const float *y = c->ybuf, *t = nnq_f32(c->L->target) + start * c->ys;
-        const int64_t len = count * c->ys;
+        const int64_t ys = c->ys;
+        const float *hi = c->hi_el, lo = act_lo(c->L);
         double sum = 0;
-        float lo, hi;
-        act_bounds(c->L, &lo, &hi);
-        #pragma omp parallel for num_threads(c->threads) schedule(static) reduction(+ : sum) if (len >= PAR_MIN)
-        for (int64_t i = 0; i < len; i++) {
-            const float a = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
-            const double d = (double)a - t[i];
-            sum += d * d;
-        }
+        #pragma omp parallel for num_threads(c->threads) schedule(static) reduction(+ : sum) if (count * ys >= PAR_MIN)
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < ys; i++) {
+                const float v = y[j * ys + i];
+                const float a = v < lo ? lo : (v > hi[i] ? hi[i] : v);
+                const double d = (double)a - t[j * ys + i];
+                sum += d * d;
+            }
         acc += sum;
     }
     *mse = acc / ((double)c->n * (double)c->ys);
@@ -265,15 +279,14 @@ static nnq_status train_step(ada_ctx *c, const nnq_adaround_options *o, int it, 
     NNQ_TRY(ctx_forward(c, c->xbuf, c->cap, c->wsoft));
     const float gscale = 2.0f / (float)((double)c->cap * (double)c->positions);
     const int64_t ys = c->ys;
-    float lo, hi;
-    act_bounds(c->L, &lo, &hi);
+    const float *restrict hi = c->hi_el, lo = act_lo(c->L);
     #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->cap * ys >= PAR_MIN)
     for (int64_t j = 0; j < c->cap; j++) {
         const float *restrict y = c->ybuf + j * ys, *restrict t = nnq_f32(c->L->target) + perm[j] * ys;
         float *restrict dy = c->dybuf + j * ys;
         #pragma omp simd
         for (int64_t i = 0; i < ys; i++) /* branch-free: Relu's mask is a coin flip */
-            dy[i] = (float)((y[i] >= lo) & (y[i] <= hi)) * gscale * (y[i] - t[i]);
+            dy[i] = (float)((y[i] >= lo) & (y[i] <= hi[i])) * gscale * (y[i] - t[i]);
     }
     c->dy = c->y;
     c->dy.data = c->dybuf;

@@ -56,6 +56,8 @@ typedef struct nnq_ada_layer {
     const nnq_quantizer *q;   /* W's quantizer: per-tensor, or per channel along q->axis */
     nnq_ada_act act;
     float act_lo, act_hi;
+    const float *act_hi_ch;   /* NULL, or [output channels]: a per-channel cap
+                                 min(act(y), cap_c) after the activation */
     const nnq_tensor *x;      /* cached layer inputs x_hat [n, ...] (batch first) */
     const nnq_tensor *target; /* float targets f_a(W x) [n, ...] */
 } nnq_ada_layer;

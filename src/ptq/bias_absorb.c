@@ -5,7 +5,9 @@
  * relu(x_i) = relu(x_i - c_i) + c_i, so c moves out of layer 1's bias and
  * into layer 2's: b1 -= c, b2 += W2 c (a conv sums W2 over its taps). Exact
  * wherever x_i >= c_i and layer 2 reads no zero padding (a padded tap saw
- * 0 before and still does, but b2 now assumes it saw c). */
+ * 0 before and still does, but b2 now assumes it saw c). Behind a capped
+ * Relu min(relu(x), u) the cap drops to u - c (c limited to u), since
+ * min(relu(x), u) = min(relu(x - c), u - c) + c wherever x >= c. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -21,8 +23,10 @@ static nnq_status absorb(nnq_graph *g, const nnq_fpair *p, nnq_bn_entry *e, bool
     double *c = malloc(sizeof *c * (size_t)ch);
     if (!c) return nnq_fail(NNQ_ERR_NOMEM, "out of memory in bias absorption");
     *moved = false;
+    float *cap = p->cap_value >= 0 ? nnq_f32(&g->values[p->cap_value].t) : NULL;
     for (int64_t i = 0; i < ch; i++) {
         c[i] = fmax(0.0, (double)e->beta[i] - 3.0 * fabs((double)e->gamma[i]));
+        if (cap) c[i] = fmin(c[i], fmax(0.0, (double)cap[i]));
         if (c[i] > 0) *moved = true;
     }
     nnq_status s = NNQ_OK;
@@ -36,6 +40,7 @@ static nnq_status absorb(nnq_graph *g, const nnq_fpair *p, nnq_bn_entry *e, bool
     for (int64_t i = 0; i < ch; i++) {
         if (c[i] == 0) continue;
         b1[i] = (float)((double)b1[i] - c[i]);
+        if (cap) cap[i] = (float)((double)cap[i] - c[i]);
         e->beta[i] = (float)((double)e->beta[i] - c[i]);
     }
     for (int64_t o = 0; o < l2.out_ch; o++) {
@@ -63,7 +68,7 @@ nnq_status nnq_ptq_absorb_bias(nnq_graph *g, nnq_bn_stats *st, int *n_absorbed,
     nnq_status s = nnq_flayer_pairs(g, &pairs, &n);
     if (s != NNQ_OK) goto fail;
     for (int k = 0; k < n; k++) {
-        if (pairs[k].kind != NNQ_FACT_RELU) continue;
+        if (pairs[k].kind != NNQ_FACT_RELU && pairs[k].kind != NNQ_FACT_RELU_CAP) continue;
         relu_pairs++;
         nnq_bn_entry *e = nnq_bn_stats_find(st, g->values[pairs[k].mid].name);
         if (!e || e->channels != pairs[k].l1.out_ch) {
@@ -81,7 +86,7 @@ nnq_status nnq_ptq_absorb_bias(nnq_graph *g, nnq_bn_stats *st, int *n_absorbed,
     if (absorbed && (s = nnq_graph_prune_values(g, NULL)) != NNQ_OK) goto fail;
     if (fp)
         fprintf(fp,
-                "bias-absorb: moved bias across %d of %d Relu-joined layer pair(s), %d skipped "
+                "bias-absorb: moved bias across %d of %d (capped) Relu-joined layer pair(s), %d skipped "
                 "without BN statistics\n",
                 absorbed, relu_pairs, no_stats);
 fail:

@@ -263,6 +263,33 @@ static int sole_reader(const nnq_graph *g, int v) {
     return nd->n_inputs > 0 && nd->inputs[0] == v ? r : -1;
 }
 
+bool nnq_flayer_is_channel_cap(const nnq_graph *g, int v, int64_t channels, int out_rank) {
+    if (v < 0 || g->values[v].producer >= 0) return false; /* an initializer only */
+    const nnq_tensor *t = &g->values[v].t;
+    if (!t->data || t->dtype != NNQ_DT_FLOAT || nnq_tensor_numel(t) != channels) return false;
+    const int ch_axis = t->rank - out_rank + 1; /* the axis aligned with output axis 1 */
+    if (t->rank > out_rank || ch_axis < 0) return false;
+    for (int k = 0; k < t->rank; k++)
+        if (t->dims[k] != (k == ch_axis ? channels : 1)) return false;
+    return true;
+}
+
+/* Relu output a_out read only by Min(a_out, u) with u a channel cap of p's
+ * layer 1: the pair's activation is a capped Relu. */
+static bool find_cap(const nnq_graph *g, int a_out, nnq_fpair *p) {
+    const int m = sole_reader(g, a_out);
+    if (m < 0 || !is_op(&g->nodes[m], "Min") || g->nodes[m].n_inputs != 2 ||
+        g->nodes[m].n_outputs != 1)
+        return false;
+    const int out_rank = p->l1.gemm ? 2 : g->values[p->l1.w].t.rank;
+    if (!nnq_flayer_is_channel_cap(g, g->nodes[m].inputs[1], p->l1.out_ch, out_rank)) return false;
+    if (nnq_graph_value_readers(g, g->nodes[m].inputs[1], NULL, 0) != 1) return false; /* private */
+    p->kind = NNQ_FACT_RELU_CAP;
+    p->cap = m;
+    p->cap_value = g->nodes[m].inputs[1];
+    return true;
+}
+
 static bool find_pair(const nnq_graph *g, int node, nnq_fpair *p) {
     memset(p, 0, sizeof *p);
     if (!nnq_flayer_get(g, node, &p->l1)) return false;
@@ -270,7 +297,7 @@ static bool find_pair(const nnq_graph *g, int node, nnq_fpair *p) {
     for (int k = 1; k < n1->n_outputs; k++)
         if (n1->outputs[k] >= 0) return false;
     p->mid = n1->outputs[0];
-    p->act = -1;
+    p->act = p->cap = p->cap_value = -1;
     p->kind = NNQ_FACT_NONE;
     int r = sole_reader(g, p->mid);
     if (r < 0) return false;
@@ -278,7 +305,9 @@ static bool find_pair(const nnq_graph *g, int node, nnq_fpair *p) {
         const nnq_node *a = &g->nodes[r];
         if (!act_kind(g, a, &p->kind) || a->n_outputs < 1 || a->outputs[0] < 0) return false;
         p->act = r;
-        r = sole_reader(g, a->outputs[0]);
+        int out = a->outputs[0];
+        if (p->kind == NNQ_FACT_RELU && find_cap(g, out, p)) out = g->nodes[p->cap].outputs[0];
+        r = sole_reader(g, out);
         if (r < 0) return false;
     }
     if (!nnq_flayer_get(g, r, &p->l2) || p->l2.in_ch != p->l1.out_ch) return false;

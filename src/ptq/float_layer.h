@@ -62,7 +62,9 @@ typedef enum nnq_fact {
     NNQ_FACT_RELU,  /* Relu, or Clip(0, +inf) */
     NNQ_FACT_LEAKY, /* LeakyRelu */
     NNQ_FACT_PRELU, /* PRelu */
-    NNQ_FACT_RELU6  /* Clip(0, 6): not homogeneous until replaced by Relu */
+    NNQ_FACT_RELU6, /* Clip(0, 6): CLE turns it into a capped Relu */
+    NNQ_FACT_RELU_CAP /* Relu then Min with a per-channel constant u: min(relu(x), u).
+                         Scaling channel i by 1/s scales u_i by 1/s: exact. */
 } nnq_fact;
 
 /* Layer 1 → (activation) → layer 2, where layer 1's output (`mid`) and the
@@ -72,8 +74,15 @@ typedef struct nnq_fpair {
     nnq_flayer l1, l2;
     int act;      /* activation node, -1 for none */
     nnq_fact kind;
+    int cap;      /* NNQ_FACT_RELU_CAP: the Min node, else -1 */
+    int cap_value; /* ... and its per-channel constant (an initializer), else -1 */
     int mid;      /* layer 1's output value (pre-activation) */
 } nnq_fpair;
+
+/* True if constant value v can cap channels of a layer's output: float,
+ * one element per channel (`channels`), every other dimension 1, laid out
+ * to broadcast against an output of rank out_rank with channels on axis 1. */
+bool nnq_flayer_is_channel_cap(const nnq_graph *g, int v, int64_t channels, int out_rank);
 
 /* Every such pair in g, in node order (*out malloc'd, caller frees). */
 nnq_status nnq_flayer_pairs(const nnq_graph *g, nnq_fpair **out, int *n);

@@ -44,38 +44,63 @@ nnq_bn_entry *nnq_bn_stats_find(const nnq_bn_stats *st, const char *value);
 nnq_status nnq_bn_stats_add(nnq_bn_stats *st, const char *value, int channels,
                             const float *gamma, const float *beta);
 
-/* A pass's account of what it did, for the user (one line each). */
+/* A pass's account of what it did, for the user (one line each). Numerical
+ * trouble a pass handled with a defined result (e.g. a degenerate BN
+ * variance) is a warning: one line "<pass>: warning: ...". */
 typedef struct nnq_ptq_log {
     FILE *fp; /* NULL: silent */
 } nnq_ptq_log;
+
+/* Print one warning line of pass `pass` (log or log->fp NULL: nothing). */
+void nnq_ptq_warn(const nnq_ptq_log *log, const char *pass, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* 1. BatchNorm folding: every BatchNormalization whose input is produced by
  * a Conv or Gemm read by nothing else folds into that layer's weight and
  * bias (a bias is created if absent); the BN node disappears and the
  * layer writes the BN's output value. Statistics go to `st` (may be NULL).
- * BN nodes that cannot fold stay (counted in *n_unfolded). */
+ * BN nodes that cannot fold stay (counted in *n_unfolded).
+ * Degenerate channels fold to a defined, finite result with a warning (one
+ * per BN node): a negative running variance counts as 0; a channel whose
+ * variance + epsilon is not positive (e.g. variance 0 with epsilon 0) or
+ * not finite, whose gamma, beta or mean is not finite, or whose scaled
+ * weights would overflow float, becomes constant: weights 0, bias beta (0
+ * if beta is not finite), the output a BN gives an input at its mean; its
+ * statistics are kept as gamma 0 and that bias. */
 nnq_status nnq_ptq_fold_bn(nnq_graph *g, nnq_bn_stats *st, int *n_folded, int *n_unfolded,
                            const nnq_ptq_log *log);
 
 /* 3. Cross-layer equalization over chains conv→conv, conv→depthwise→conv
  * (and gemm) joined by a positively homogeneous activation (Relu, PRelu,
- * LeakyRelu, or none), never across a value with several readers (residual
- * adds, concats). ReLU6 (Clip(0, 6)) between such layers is replaced by
- * Relu first, and each replacement is reported. Pairs are scaled with
+ * LeakyRelu, a capped Relu, or none), never across a value with several
+ * readers (residual adds, concats). Pairs are scaled with
  * s_i = sqrt(r1_i / r2_i), sweeping all pairs until no scale moves more
- * than tol (relative) or max_iters sweeps. BN stats are rescaled. */
+ * than tol (relative) or max_iters sweeps. BN stats are rescaled.
+ * ReLU6 (Clip(0, 6)) is not homogeneous; what happens to it is a choice:
+ *   NNQ_RELU6_CAP   (default) it becomes Relu followed by Min with a
+ *                   per-channel constant u = 6, which equalization scales
+ *                   with the channel (u_i = 6 / s_i): exact, and an integer
+ *                   runtime applies it as its per-channel output clamp;
+ *   NNQ_RELU6_RELU  replaced by Relu, as in the DFQ paper (changes the
+ *                   float function where activations exceeded 6);
+ *   NNQ_RELU6_SKIP  pairs joined by ReLU6 are left unequalized.
+ * Each conversion is reported. */
+typedef enum nnq_relu6_mode { NNQ_RELU6_CAP, NNQ_RELU6_RELU, NNQ_RELU6_SKIP } nnq_relu6_mode;
 typedef struct nnq_cle_options {
     int max_iters;  /* default 100 */
     double tol;     /* default 1e-4 */
-    bool relu6_to_relu; /* default true */
+    nnq_relu6_mode relu6; /* default NNQ_RELU6_CAP */
 } nnq_cle_options;
 void nnq_cle_options_default(nnq_cle_options *o);
+/* Parse "cap" / "relu" / "skip"; false for anything else. */
+bool nnq_relu6_mode_parse(const char *s, nnq_relu6_mode *out);
+/* *n_relu6 counts the ReLU6 nodes converted (capped or replaced). */
 nnq_status nnq_ptq_cle(nnq_graph *g, nnq_bn_stats *st, const nnq_cle_options *o, int *n_pairs,
-                       int *n_relu6_replaced, const nnq_ptq_log *log);
+                       int *n_relu6, const nnq_ptq_log *log);
 
-/* 4. High-bias absorption (needs BN stats): for layer 1 → Relu → layer 2,
- * c = max(0, beta - 3|gamma|) moves from layer 1's bias into layer 2's
- * (b2 += W2 c, summed over W2's spatial taps). Exact wherever the layer-1
+/* 4. High-bias absorption (needs BN stats): for layer 1 → Relu (or capped
+ * Relu, whose cap drops by c) → layer 2, c = max(0, beta - 3|gamma|) moves
+ * from layer 1's bias into layer 2's (b2 += W2 c, summed over W2's taps). Exact wherever the layer-1
  * output exceeds c and layer 2 reads no zero padding. */
 nnq_status nnq_ptq_absorb_bias(nnq_graph *g, nnq_bn_stats *st, int *n_absorbed,
                                const nnq_ptq_log *log);

@@ -96,7 +96,7 @@ static nnq_status run(const nnq_dataset *calib, const nnq_ptq_options *o, const 
     }
     if (o->cle) {
         t = now();
-        NNQ_TRY(nnq_ptq_cle(g, st, &o->cle_opt, &r->cle_pairs, &r->relu6_replaced, log));
+        NNQ_TRY(nnq_ptq_cle(g, st, &o->cle_opt, &r->cle_pairs, &r->relu6_converted, log));
         NNQ_TRY(nnq_graph_prepare(g));
         step_done(r, "cle", t);
     }

@@ -47,7 +47,7 @@ typedef struct nnq_ptq_report {
         const char *name;
         double seconds;
     } steps[NNQ_PTQ_MAX_STEPS];
-    int bn_folded, bn_unfolded, cle_pairs, relu6_replaced, bias_absorbed;
+    int bn_folded, bn_unfolded, cle_pairs, relu6_converted, bias_absorbed;
     int bias_corrected, bias_skipped;
     bool has_bn_stats;
 } nnq_ptq_report;

@@ -149,7 +149,7 @@ static nnq_status find_layers(build *b) {
         L->w_axis = axis;
         L->input = nd->inputs[0];
         L->pre_act = nd->outputs[0];
-        L->act_node = -1;
+        L->act_node = L->cap_node = -1;
         L->output = L->pre_act;
         L->weight_q = L->bias_q = L->input_q = L->output_q = -1;
     }
@@ -165,6 +165,21 @@ static int fused_act_reader(const build *b, int v) {
         return -1;
     const nnq_node *nd = &g->nodes[n];
     return nd->inputs[0] == v && is_fusable_act(nd->op_type) && (!nd->domain || !nd->domain[0])
+               ? n
+               : -1;
+}
+
+/* The one reader of a fused Relu's output v when it is Min(v, constant):
+ * a per-channel cap that belongs to the same layer, else -1. */
+static int cap_reader(const build *b, int v) {
+    const nnq_graph *g = b->g;
+    int n;
+    if (v < 0 || v >= b->n_values0 || nnq_graph_is_output(g, v) ||
+        nnq_graph_value_readers(g, v, &n, 1) != 1)
+        return -1;
+    const nnq_node *nd = &g->nodes[n];
+    return strcmp(nd->op_type, "Min") == 0 && (!nd->domain || !nd->domain[0]) &&
+                   nd->n_inputs == 2 && nd->inputs[0] == v && value_is_const(g, nd->inputs[1])
                ? n
                : -1;
 }
@@ -201,10 +216,22 @@ static nnq_status plan_activations(build *b) {
                 b->grid[v] = in_grid;
                 continue;
             }
-            /* The activation of a fused pair belongs to the producer's layer. */
+            /* The activation of a fused pair belongs to the producer's
+             * layer, and so does a cap after it (quantized after the cap). */
             int owner = L;
             if (is_fusable_act(nd->op_type) && in >= 0 && g->values[in].producer >= 0)
                 owner = layer_of_node(s, g->values[in].producer);
+            const int cap = owner >= 0 && k == 0 && strcmp(nd->op_type, "Relu") == 0 &&
+                                    s->layers[owner].act_node == n
+                                ? cap_reader(b, v)
+                                : -1;
+            if (cap >= 0) {
+                s->layers[owner].cap_node = cap;
+                s->layers[owner].output = g->nodes[cap].outputs[0];
+                continue;
+            }
+            for (int i = 0; i < s->n_layers && owner < 0; i++)
+                if (s->layers[i].cap_node == n) owner = i;
             int q;
             NNQ_TRY(plan_quant(b, NNQ_QROLE_ACT, v, owner, &q));
             if (is_averaging(nd->op_type) && in_grid >= 0) s->quant[q].tied = in_grid;
@@ -449,6 +476,9 @@ nnq_status nnq_qsim_create(const nnq_graph *float_graph, const nnq_qsim_options 
             if (L->act_node >= 0 && nd->n_inputs > 0 && nd->inputs[0] == L->pre_act &&
                 is_fusable_act(nd->op_type))
                 L->act_node = n;
+            if (L->cap_node >= 0 && nd->n_outputs > 0 && nd->outputs[0] == L->output &&
+                strcmp(nd->op_type, "Min") == 0)
+                L->cap_node = n;
         }
     }
     free(b.grid);

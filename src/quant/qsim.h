@@ -67,6 +67,8 @@ typedef struct nnq_qsim_layer {
     int input;        /* the layer's input value in the FLOAT graph */
     int pre_act;      /* the layer node's own output value */
     int act_node;     /* fused Relu/Clip node in sim->g, or -1 */
+    int cap_node;     /* Min(act, per-channel constant) after a fused Relu
+                         (CLE's exact ReLU6), or -1 */
     int output;       /* value after the fused activation (pre-FakeQuant) */
     int weight_q, bias_q, input_q, output_q; /* quantizer indices or -1 */
     bool is_first, is_last, keep_float;

@@ -56,8 +56,8 @@ nnq_status nnq_quantizer_copy(nnq_quantizer *dst, const nnq_quantizer *src) {
 /* Scale and zero point for [lo, hi] under grid [qmin, qmax] (header rules). */
 static void params_from_range(const nnq_qconfig *c, int32_t qmin, int32_t qmax, float lo,
                               float hi, float *s_out, int32_t *z_out) {
-    if (!(lo == lo)) lo = 0.0f; /* NaN ends count as 0 */
-    if (!(hi == hi)) hi = 0.0f;
+    if (!isfinite(lo)) lo = 0.0f; /* NaN and infinite ends count as 0 */
+    if (!isfinite(hi)) hi = 0.0f;
     if (lo > hi) {
         float t = lo;
         lo = hi;
@@ -128,10 +128,13 @@ double nnq_qerror_mse(const nnq_qconfig *c, const float *x, int64_t n, int64_t s
     params_from_range(c, qmin, qmax, lo, hi, &s, &z);
     const float fz = (float)z, fmin = (float)qmin, fmax = (float)qmax;
     double acc = 0.0;
+    int64_t used = 0;
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i * stride];
+        if (!isfinite(v)) continue; /* one NaN would make every candidate NaN */
         const double d = (double)v - (double)nnq_fake_quant_f(v, s, fz, fmin, fmax);
         acc += d * d;
+        used++;
     }
-    return acc / (double)n;
+    return used ? acc / (double)used : 0.0;
 }

@@ -8,7 +8,9 @@
  *   asymmetric: nudged so that 0.0 is exact: lo' = min(lo, 0), hi' = max(hi, 0),
  *               s = (hi' - lo') / (qmax - qmin), z = clamp(round(qmin - lo'/s), qmin, qmax).
  * A zero-width range (all-zero tensor or channel) gets s = 1, z as above:
- * every value quantizes to z, i.e. exactly 0.0. */
+ * every value quantizes to z, i.e. exactly 0.0. So does a range too narrow
+ * for a normal float scale (s < FLT_MIN). NaN and infinite ends count as
+ * 0: every (s, z) is finite, s > 0, and z lies on the grid. */
 #ifndef NNQ_QUANT_QUANTIZER_H
 #define NNQ_QUANT_QUANTIZER_H
 
@@ -57,7 +59,8 @@ void nnq_quantizer_quantize(const nnq_quantizer *q, const float *x, int32_t *q_o
                             int64_t outer, int64_t inner);
 
 /* Mean squared error of fake-quantizing n values with range [lo, hi]
- * under configuration c (one pair); for range searches. */
+ * under configuration c (one pair); for range searches. Non-finite values
+ * are left out (none finite: 0). */
 double nnq_qerror_mse(const nnq_qconfig *c, const float *x, int64_t n, int64_t stride,
                       float lo, float hi);
 

@@ -340,13 +340,20 @@ nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
     return NNQ_OK;
 }
 
+int64_t nnq_count_nonfinite(const float *x, int64_t n, int64_t stride) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(x[i * stride]);
+    return bad;
+}
+
 /* ---- logits: cross-entropy ---------------------------------------------- */
 
 typedef struct ce_ctx {
     const float *rows;
+    const int64_t *use; /* [n] indices of the rows scored (all values finite) */
     int64_t n;
     int k;
-    const double *p;  /* [n, k] softmax of the float logits */
+    const double *p;  /* [n, k] softmax of those rows' float logits */
     double *vh;       /* [k] one quantized row */
     nnq_quantizer q;
 } ce_ctx;
@@ -360,7 +367,7 @@ static range_score ce_eval(void *ctx, float lo, float hi) {
     float qmin = (float)cc->q.qmin, qmax = (float)cc->q.qmax;
     double ce = 0, se = 0;
     for (int64_t r = 0; r < cc->n; r++) {
-        const float *v = cc->rows + r * cc->k;
+        const float *v = cc->rows + cc->use[r] * cc->k;
         const double *p = cc->p + r * cc->k;
         double mx = -INFINITY, sum = 0, row = 0;
         for (int j = 0; j < cc->k; j++) {
@@ -385,16 +392,18 @@ nnq_status nnq_range_ce_logits(const float *rows, int64_t n_rows, int k,
                         (long long)n_rows, k);
     NNQ_TRY(nnq_qconfig_check(c));
     nnq_status st = NNQ_OK;
-    ce_ctx cc = {.rows = rows, .n = n_rows, .k = k};
+    ce_ctx cc = {.rows = rows, .k = k};
     double *p = NULL;
+    int64_t *use = NULL;
     size_t count, bytes;
     if (!nnq_mul_size((size_t)n_rows, (size_t)k, &count) ||
         !nnq_mul_size(count, sizeof(double), &bytes))
         return nnq_fail(NNQ_ERR_LIMIT, "ce range: %lld x %d logits are too many",
                         (long long)n_rows, k);
     p = malloc(bytes);
+    use = malloc((size_t)n_rows * sizeof *use);
     cc.vh = malloc((size_t)k * sizeof *cc.vh);
-    if (!p || !cc.vh) {
+    if (!p || !use || !cc.vh) {
         st = nnq_fail(NNQ_ERR_NOMEM, "ce range: out of memory for %lld x %d logits",
                       (long long)n_rows, k);
         goto fail;
@@ -403,29 +412,33 @@ nnq_status nnq_range_ce_logits(const float *rows, int64_t n_rows, int k,
     for (int64_t r = 0; r < n_rows; r++) {
         const float *v = rows + r * k;
         double rmax = -INFINITY, sum = 0;
+        bool finite = true;
         for (int j = 0; j < k; j++) {
-            if (!isfinite(v[j])) {
-                st = nnq_fail(NNQ_ERR_INVALID, "ce range: logit row %lld has a non-finite value",
-                              (long long)r);
-                goto fail;
-            }
+            finite = finite && isfinite(v[j]);
             rmax = fmax(rmax, v[j]);
         }
+        if (!finite) continue; /* softmax needs the whole row */
+        double *pr = p + cc.n * k;
         for (int j = 0; j < k; j++) sum += exp(v[j] - rmax);
         double lse = rmax + log(sum);
-        for (int j = 0; j < k; j++) p[r * k + j] = exp(v[j] - lse);
+        for (int j = 0; j < k; j++) pr[j] = exp(v[j] - lse);
         for (int j = 0; j < k; j++) {
             mn = fmin(mn, v[j]);
             mx = fmax(mx, v[j]);
         }
+        use[cc.n++] = r;
     }
+    *lo = *hi = 0.0f;
+    if (cc.n == 0) goto fail; /* no finite row: [0, 0], a valid quantizer */
     cc.p = p;
+    cc.use = use;
     if ((st = scratch_quantizer(&cc.q, c)) != NNQ_OK) goto fail;
     range_search s = {.eval = ce_eval, .ctx = &cc, .refine_levels = 3};
     search_range(&s, mn, mx, c, lo, hi);
 fail:
     nnq_quantizer_free(&cc.q);
     free(cc.vh);
+    free(use);
     free(p);
     return st;
 }

@@ -16,7 +16,13 @@
  *               (nnq_range_ce_logits);
  *   bn          data-free, from BatchNorm statistics (computed by the PTQ
  *               layer, not here).
- * Every result is nudged into a valid quantizer by nnq_quantizer_set_range. */
+ * Every result is nudged into a valid quantizer by nnq_quantizer_set_range.
+ *
+ * Non-finite values (NaN, +-Inf) never set a range: histograms skip and
+ * count them (nan_count), raw-value searches skip them (the caller counts
+ * with nnq_count_nonfinite), the cross-entropy search skips logit rows
+ * holding one (the logits' histogram counts them). Nothing finite → [0, 0],
+ * which nnq_quantizer_set_range turns into s = 1. */
 #ifndef NNQ_QUANT_RANGE_H
 #define NNQ_QUANT_RANGE_H
 
@@ -78,10 +84,15 @@ nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
                                const nnq_qconfig *c, nnq_range_method m, float *lo,
                                float *hi);
 
+/* Number of NaN / infinite values among x[i*stride], i < n (for warnings:
+ * nnq_range_from_data skips them silently). */
+int64_t nnq_count_nonfinite(const float *x, int64_t n, int64_t stride);
+
 /* Cross-entropy range for logits: rows [n_rows, k] (k classes) stored
  * from calibration. Searches clipping ranges around [min, max] for the one
  * minimising mean H(softmax(v), softmax(v_hat)), ties broken towards the
- * smaller squared error. */
+ * smaller squared error. Rows holding a non-finite value are left out
+ * (none left: [0, 0]). */
 nnq_status nnq_range_ce_logits(const float *rows, int64_t n_rows, int k,
                                const nnq_qconfig *c, float *lo, float *hi);
 

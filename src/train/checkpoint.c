@@ -78,6 +78,14 @@ nnq_status nnq_checkpoint_save(const char *path, const nnq_params *ps, const nnq
     put_u64(&w, (uint64_t)meta->epoch);
     put_u64(&w, (uint64_t)meta->step);
     for (int i = 0; i < 4; i++) put_u64(&w, meta->rng.s[i]);
+    put_u64(&w, (uint64_t)meta->epoch_step);
+    for (int i = 0; i < 4; i++) put_u64(&w, meta->epoch_rng.s[i]);
+    put_u64(&w, (uint64_t)meta->train_n);
+    put_u64(&w, (uint64_t)meta->batch);
+    uint64_t loss_bits;
+    memcpy(&loss_bits, &meta->epoch_loss_sum, sizeof loss_bits);
+    put_u64(&w, loss_bits);
+    put_u64(&w, (uint64_t)meta->epoch_correct);
     put_u32(&w, (uint32_t)record_count(ps, o));
     for (int i = 0; i < ps->n; i++)
         put_record(&w, REC_PARAM, nnq_params_name(ps, i), ps->p[i].data, ps->p[i].numel);
@@ -177,13 +185,23 @@ static nnq_status parse(const char *path, const unsigned char *buf, size_t len,
     r.len = len - 4;
     take(&r, sizeof MAGIC);
     uint32_t version = (uint32_t)get_le(&r, 4);
-    if (version != NNQ_CHECKPOINT_VERSION)
-        return nnq_fail(NNQ_ERR_UNSUPPORTED, "checkpoint %s has version %u; this nnq reads %d",
+    if (version < 1 || version > NNQ_CHECKPOINT_VERSION)
+        return nnq_fail(NNQ_ERR_UNSUPPORTED, "checkpoint %s has version %u; this nnq reads 1..%d",
                         path, version, NNQ_CHECKPOINT_VERSION);
+    memset(meta, 0, sizeof *meta);
     *kind = (uint32_t)get_le(&r, 4);
     meta->epoch = (int64_t)get_le(&r, 8);
     meta->step = (int64_t)get_le(&r, 8);
     for (int i = 0; i < 4; i++) meta->rng.s[i] = get_le(&r, 8);
+    if (version >= 2) {
+        meta->epoch_step = (int64_t)get_le(&r, 8);
+        for (int i = 0; i < 4; i++) meta->epoch_rng.s[i] = get_le(&r, 8);
+        meta->train_n = (int64_t)get_le(&r, 8);
+        meta->batch = (int64_t)get_le(&r, 8);
+        uint64_t loss_bits = get_le(&r, 8);
+        memcpy(&meta->epoch_loss_sum, &loss_bits, sizeof loss_bits);
+        meta->epoch_correct = (int64_t)get_le(&r, 8);
+    }
     uint32_t n = (uint32_t)get_le(&r, 4);
     /* Each record takes at least 16 bytes: bound n by the file before allocating. */
     if (r.short_read || n > (r.len - r.pos) / 16)

@@ -101,6 +101,12 @@ typedef struct run_state {
     int32_t *labels;
     int64_t steps_per_epoch, global_step;
     int epoch; /* epochs completed */
+    /* Position inside epoch `epoch + 1`: */
+    int64_t epoch_step;  /* steps done */
+    nnq_rng epoch_rng;   /* the RNG before its shuffle, which redraws its permutation */
+    double loss_sum;     /* per-image losses summed so far */
+    int64_t correct_sum;
+    int64_t images_run;  /* images trained by this call (throughput) */
 } run_state;
 
 static nnq_status check_config(const nnq_train_config *c) {
@@ -116,6 +122,32 @@ static nnq_status check_config(const nnq_train_config *c) {
         return nnq_fail(NNQ_ERR_INVALID, "the step schedule needs step_epochs > 0");
     if (!(c->clip_norm >= 0)) return nnq_fail(NNQ_ERR_INVALID, "clip norm must be >= 0");
     if (c->augment.crop_pad < 0) return nnq_fail(NNQ_ERR_INVALID, "crop padding must be >= 0");
+    if (c->checkpoint_every < 0 || (c->checkpoint_every > 0 && !c->checkpoint))
+        return nnq_fail(NNQ_ERR_INVALID, "checkpointing every %lld steps needs a checkpoint "
+                        "path (and a count >= 0)", (long long)c->checkpoint_every);
+    return NNQ_OK;
+}
+
+/* The checkpoint a resume reads must sit at a step this run can reach. */
+static nnq_status check_resume_point(const run_state *r, const nnq_checkpoint_meta *m) {
+    const nnq_train_config *c = r->cfg;
+    const int64_t spe = r->steps_per_epoch;
+    if (m->train_n > 0 && (m->train_n != r->train->n || m->batch != c->batch))
+        return nnq_fail(NNQ_ERR_INVALID,
+                        "checkpoint %s was written by a run on %lld images in batches of %lld; "
+                        "this run has %lld images in batches of %lld",
+                        c->resume, (long long)m->train_n, (long long)m->batch,
+                        (long long)r->train->n, (long long)c->batch);
+    bool fits = m->epoch >= 0 && m->epoch <= c->epochs && m->epoch_step >= 0 &&
+                m->epoch_step < spe && !(m->epoch == c->epochs && m->epoch_step > 0) &&
+                m->step == m->epoch * spe + m->epoch_step;
+    if (!fits)
+        return nnq_fail(NNQ_ERR_INVALID,
+                        "checkpoint %s is at epoch %lld, step %lld (%lld into the epoch), which "
+                        "does not fit a run of %d epochs of %lld steps (different batch size "
+                        "or data?)",
+                        c->resume, (long long)m->epoch, (long long)m->step,
+                        (long long)m->epoch_step, c->epochs, (long long)spe);
     return NNQ_OK;
 }
 
@@ -149,16 +181,18 @@ static nnq_status setup(run_state *r) {
     if (c->resume) {
         nnq_checkpoint_meta m;
         NNQ_TRY(nnq_checkpoint_load(c->resume, &r->ps, &r->opt, &m));
-        if (m.epoch < 0 || m.epoch > c->epochs || m.step != m.epoch * r->steps_per_epoch)
-            return nnq_fail(NNQ_ERR_INVALID,
-                            "checkpoint %s is at epoch %lld, step %lld, which does not fit a run "
-                            "of %d epochs of %lld steps (different batch size or data?)",
-                            c->resume, (long long)m.epoch, (long long)m.step, c->epochs,
-                            (long long)r->steps_per_epoch);
+        NNQ_TRY(check_resume_point(r, &m));
         r->epoch = (int)m.epoch;
         r->global_step = m.step;
         r->rng = m.rng;
+        r->epoch_step = m.epoch_step;
+        if (m.epoch_step > 0) {
+            r->epoch_rng = m.epoch_rng;
+            r->loss_sum = m.epoch_loss_sum;
+            r->correct_sum = m.epoch_correct;
+        }
     }
+    r->epoch_rng = r->epoch_step > 0 ? r->epoch_rng : r->rng;
     return NNQ_OK;
 }
 
@@ -170,6 +204,26 @@ static void teardown(run_state *r) {
     free(r->images);
     free(r->labels);
 }
+
+/* Checkpoint of the current position: after epoch_step steps of epoch
+ * `epoch + 1`. At a boundary (epoch_step 0) the RNG saved is the one before
+ * the next shuffle, as an end-of-epoch checkpoint has it. */
+static nnq_status save_position(const run_state *r, const char *path) {
+    nnq_checkpoint_meta m = {
+        .epoch = r->epoch,
+        .step = r->global_step,
+        .rng = r->epoch_step > 0 ? r->rng : r->epoch_rng,
+        .epoch_step = r->epoch_step,
+        .epoch_rng = r->epoch_rng,
+        .epoch_loss_sum = r->epoch_step > 0 ? r->loss_sum : 0,
+        .epoch_correct = r->epoch_step > 0 ? r->correct_sum : 0,
+        .train_n = r->train->n,
+        .batch = r->cfg->batch,
+    };
+    return nnq_checkpoint_save(path, &r->ps, &r->opt, &m);
+}
+
+static bool stop_requested(const nnq_train_config *c) { return c->stop && c->stop(c->stop_user); }
 
 /* One optimizer step on images/labels [count]. */
 static nnq_status train_step(run_state *r, int64_t count, double *loss, int64_t *correct,
@@ -197,31 +251,55 @@ static nnq_status train_step(run_state *r, int64_t count, double *loss, int64_t 
     return NNQ_OK;
 }
 
+/* The rest of epoch `epoch + 1`, from step epoch_step (0, or where a
+ * checkpoint left it). *stopped: cfg->stop asked to stop before step
+ * epoch_step, which is then the position to save. */
 static nnq_status run_epoch(run_state *r, nnq_train_progress *p, double *seconds,
-                            double run_t0, int64_t run_steps0) {
+                            double run_t0, int64_t run_steps0, bool *stopped) {
     const nnq_train_config *c = r->cfg;
     const nnq_dataset *d = r->train;
+    double t0 = now_s();
+    *seconds = 0;
+    *stopped = false;
+    if (r->epoch_step == 0) {
+        r->epoch_rng = r->rng;
+        r->loss_sum = 0;
+        r->correct_sum = 0;
+    }
+    /* The permutation always comes from the RNG before the shuffle, so a
+     * resumed epoch visits the same images in the same order. */
+    nnq_rng shuffle = r->epoch_rng;
     for (int64_t i = 0; i < d->n; i++) r->perm[i] = i;
-    nnq_rng_shuffle(&r->rng, r->perm, d->n);
-    double t0 = now_s(), loss_sum = 0;
-    int64_t seen = 0, correct_sum = 0;
-    for (int64_t s = 0; s < r->steps_per_epoch; s++) {
+    nnq_rng_shuffle(&shuffle, r->perm, d->n);
+    if (r->epoch_step == 0) r->rng = shuffle;
+    int64_t seen = r->epoch_step * c->batch, seen_here = 0;
+    for (int64_t s = r->epoch_step; s < r->steps_per_epoch; s++) {
+        if (stop_requested(c)) {
+            *stopped = true;
+            break;
+        }
         int64_t start = s * c->batch, count = d->n - start < c->batch ? d->n - start : c->batch;
         nnq_batch_gather(d, r->perm + start, count, &c->augment, &r->rng, r->images, r->labels);
         double loss = 0;
         int64_t correct = 0;
         float lr = 0;
         NNQ_TRY(train_step(r, count, &loss, &correct, &lr));
-        loss_sum += loss * (double)count;
-        correct_sum += correct;
+        r->epoch_step = s + 1;
+        r->loss_sum += loss * (double)count;
+        r->correct_sum += correct;
+        r->images_run += count;
         seen += count;
+        seen_here += count;
+        if (c->checkpoint_every > 0 && r->global_step % c->checkpoint_every == 0 &&
+            r->epoch_step < r->steps_per_epoch)
+            NNQ_TRY(save_position(r, c->checkpoint));
         double t = now_s();
         p->step = s + 1;
         p->global_step = r->global_step;
-        p->loss = loss_sum / (double)seen;
-        p->accuracy = (double)correct_sum / (double)seen;
+        p->loss = r->loss_sum / (double)seen;
+        p->accuracy = (double)r->correct_sum / (double)seen;
         p->lr = lr;
-        p->images_per_s = t > t0 ? (double)seen / (t - t0) : 0;
+        p->images_per_s = t > t0 ? (double)seen_here / (t - t0) : 0;
         int64_t done = r->global_step - run_steps0;
         p->eta_s = done > 0 ? (t - run_t0) / (double)done * (double)(p->total_steps -
                                                                        r->global_step)
@@ -229,6 +307,17 @@ static nnq_status run_epoch(run_state *r, nnq_train_progress *p, double *seconds
         if (c->progress) c->progress(p, c->user);
     }
     *seconds = now_s() - t0;
+    return NNQ_OK;
+}
+
+/* Stopped: save the position to stop_checkpoint (or checkpoint). */
+static nnq_status stop_here(run_state *r, nnq_train_result *out) {
+    const char *path = r->cfg->stop_checkpoint ? r->cfg->stop_checkpoint : r->cfg->checkpoint;
+    out->stopped = true;
+    out->epoch_step = r->epoch_step;
+    if (!path) return NNQ_OK;
+    NNQ_TRY(save_position(r, path));
+    out->saved = path;
     return NNQ_OK;
 }
 
@@ -248,7 +337,7 @@ nnq_status nnq_train(nnq_graph *g, const nnq_dataset *train, const nnq_dataset *
     out->params = nnq_params_count(&r.ps);
     int64_t eval_batch = cfg->eval_batch > 0 ? cfg->eval_batch : cfg->batch;
     double run_t0 = now_s();
-    int64_t run_steps0 = r.global_step, images = 0;
+    int64_t run_steps0 = r.global_step;
     nnq_train_progress p = {0};
     p.epochs = cfg->epochs;
     p.steps = r.steps_per_epoch;
@@ -257,12 +346,24 @@ nnq_status nnq_train(nnq_graph *g, const nnq_dataset *train, const nnq_dataset *
         p.epoch = r.epoch + 1;
         p.epoch_done = p.has_test = false;
         double seconds;
-        if ((s = run_epoch(&r, &p, &seconds, run_t0, run_steps0)) != NNQ_OK) goto done;
-        r.epoch++;
+        bool stopped;
+        s = run_epoch(&r, &p, &seconds, run_t0, run_steps0, &stopped);
         out->train_seconds += seconds;
-        images += train->n;
+        if (s != NNQ_OK) goto done;
+        if (stopped) {
+            s = stop_here(&r, out);
+            break;
+        }
+        r.epoch++;
+        r.epoch_step = 0;
+        r.epoch_rng = r.rng;
         out->train_loss = p.loss;
         out->train_accuracy = p.accuracy;
+        /* A stop between epochs skips the evaluation, not the checkpoint. */
+        if (r.epoch < cfg->epochs && stop_requested(cfg)) {
+            s = stop_here(&r, out);
+            break;
+        }
         if (test) {
             if ((s = nnq_evaluate(g, test, eval_batch, cfg->threads, &p.test_loss,
                                   &p.test_accuracy)) != NNQ_OK)
@@ -271,18 +372,15 @@ nnq_status nnq_train(nnq_graph *g, const nnq_dataset *train, const nnq_dataset *
             out->test_loss = p.test_loss;
             out->test_accuracy = p.test_accuracy;
         }
-        if (cfg->checkpoint) {
-            nnq_checkpoint_meta m = {.epoch = r.epoch, .step = r.global_step, .rng = r.rng};
-            if ((s = nnq_checkpoint_save(cfg->checkpoint, &r.ps, &r.opt, &m)) != NNQ_OK)
-                goto done;
-        }
+        if (cfg->checkpoint && (s = save_position(&r, cfg->checkpoint)) != NNQ_OK) goto done;
         p.epoch_done = true;
         p.epoch_seconds = seconds;
         if (cfg->progress) cfg->progress(&p, cfg->user);
     }
+    if (s != NNQ_OK) goto done;
     out->epochs_done = r.epoch;
     out->steps = r.global_step;
-    out->images_per_s = out->train_seconds > 0 ? (double)images / out->train_seconds : 0;
+    out->images_per_s = out->train_seconds > 0 ? (double)r.images_run / out->train_seconds : 0;
     out->buffer_bytes = nnq_autograd_bytes(r.ag) + r.ps.total * sizeof(float) *
                         (size_t)(1 + r.opt.n_state);
 done:

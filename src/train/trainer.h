@@ -11,9 +11,15 @@
  * machine give bit-identical weights. Each epoch shuffles a fresh identity
  * permutation with the trainer's RNG (seeded from cfg.seed), then draws
  * augmentations from it in batch order; a checkpoint stores the RNG state
- * at the epoch's end, so a resumed run continues exactly where an
- * uninterrupted one would be. The library does not print: progress goes to
- * a callback. */
+ * now and before the epoch's shuffle, and the step inside the epoch, so a
+ * resumed run continues exactly where an uninterrupted one would be, from
+ * an epoch's end or from the middle of one.
+ *
+ * Stopping early: cfg.stop is polled before every step; when it returns
+ * true the step in progress has finished, the trainer writes a checkpoint
+ * of that exact position and returns NNQ_OK with result.stopped set. The
+ * CLI connects it to SIGINT/SIGTERM; the library installs no signal
+ * handler. The library does not print: progress goes to a callback. */
 #ifndef NNQ_TRAIN_TRAINER_H
 #define NNQ_TRAIN_TRAINER_H
 
@@ -43,6 +49,8 @@ typedef struct nnq_train_progress {
 } nnq_train_progress;
 
 typedef void (*nnq_train_progress_fn)(const nnq_train_progress *p, void *user);
+/* true: stop before the next step (must be cheap: called once per step). */
+typedef bool (*nnq_train_stop_fn)(void *user);
 
 typedef struct nnq_train_config {
     int epochs;
@@ -59,10 +67,16 @@ typedef struct nnq_train_config {
     int threads;              /* 0: all cores */
     int64_t eval_batch;       /* 0: same as batch */
     const char *checkpoint;   /* write after each epoch (NULL: none) */
+    int64_t checkpoint_every; /* also every this many steps mid-epoch (0: off; needs
+                                 checkpoint), so a killed run loses at most that many */
     const char *resume;       /* continue from this checkpoint (NULL: start) */
     int stop_after;           /* stop once this many epochs are done (0: run all) */
     nnq_train_progress_fn progress;
     void *user;
+    nnq_train_stop_fn stop;   /* polled before each step (NULL: never stop early) */
+    void *stop_user;
+    const char *stop_checkpoint; /* where a stop saves (NULL: `checkpoint`; both NULL:
+                                    nothing is saved) */
 } nnq_train_config;
 
 typedef struct nnq_train_result {
@@ -75,6 +89,9 @@ typedef struct nnq_train_result {
     double test_loss, test_accuracy;   /* after the last epoch */
     int64_t params;           /* trainable elements */
     size_t buffer_bytes;      /* activation, gradient and optimizer buffers */
+    bool stopped;             /* cfg.stop ended the run before its last epoch */
+    int64_t epoch_step;       /* when stopped: steps done in the unfinished epoch */
+    const char *saved;        /* when stopped: the checkpoint written (cfg's string), or NULL */
 } nnq_train_result;
 
 /* SGD momentum 0.9 Nesterov, lr 0.1, weight decay 5e-4, cosine, no

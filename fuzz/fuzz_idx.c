@@ -1,0 +1,20 @@
+/* libFuzzer target: IDX bytes, gzip or raw: the file and memory readers
+ * (fuzz_idx in fuzz_entries.c). A broken property aborts, so libFuzzer
+ * keeps the input as a crash. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fuzz_entries.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    nnq_status s;
+    const char *bug = fuzz_idx(data, size, &s);
+    if (bug) {
+        fprintf(stderr, "fuzz_idx: %s (status: %s; message: %s)\n", bug, nnq_status_name(s),
+                nnq_last_error());
+        abort();
+    }
+    return 0;
+}
