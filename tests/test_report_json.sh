@@ -2,7 +2,7 @@
 # The sample report of tests/test_report.c read back by Python's own
 # parsers, independently of the C checkers in tests/report_check.h:
 #   1. `python3 -m json.tool` accepts the JSON;
-#   2. the JSON's shape is consistent (every row has one cell per column,
+#   2. tests/lib/check_report.py: the JSON's shape is consistent (every row has one cell per column,
 #      every series as many values as the chart has bars, x positions or
 #      channels, a histogram one count fewer than edges);
 #   3. html.parser reads the page: each section table's cells are the JSON's
@@ -19,99 +19,7 @@ NNQ=${1:?usage: test_report_json.sh PATH/TO/nnq}
 
 "$PY" -m json.tool "$TMP/sample.json" >/dev/null || fail "json.tool rejects sample.json"
 
-"$PY" - "$TMP/sample.json" "$TMP/sample.html" <<'PYEOF' || fail "page and JSON disagree"
-import json, re, sys
-import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
-
-# Numbers keep their text, so "0.50" stays "0.50".
-doc = json.load(open(sys.argv[1], encoding="utf-8"), parse_float=str, parse_int=str)
-page = open(sys.argv[2], encoding="utf-8").read()
-errors = []
-
-def shape(item):
-    t = item["type"]
-    if t == "table":
-        for row in item["rows"]:
-            if len(row["cells"]) != len(item["columns"]):
-                errors.append(f"table {item['caption']!r}: row of {len(row['cells'])} cells")
-    elif t == "bar_chart":
-        for s in item["series"]:
-            if len(s["values"]) != len(item["labels"]):
-                errors.append(f"bar chart {item['title']!r}: series {s['name']!r} length")
-    elif t == "line_chart":
-        n = len(item["x"] if "x" in item else item["x_labels"])
-        for s in item["series"]:
-            if len(s["y"]) != n:
-                errors.append(f"line chart {item['title']!r}: series {s['name']!r} length")
-    elif t == "range_chart":
-        for s in item["series"]:
-            if len(s["lo"]) != int(item["channels"]) or len(s["hi"]) != int(item["channels"]):
-                errors.append(f"range chart {item['title']!r}: series {s['name']!r} length")
-    elif t == "histogram":
-        if item["counts"] and len(item["edges"]) != len(item["counts"]) + 1:
-            errors.append(f"histogram {item['title']!r}: edges vs counts")
-    elif t != "text":
-        errors.append(f"unknown item type {t}")
-
-tables = []
-for sec in doc["sections"]:
-    for item in sec["items"]:
-        shape(item)
-        if item["type"] == "table":
-            tables.append([[("\u2013" if c is None else c) for c in r["cells"]]
-                           for r in item["rows"]])
-
-class Tables(HTMLParser):
-    """Cells of every <table> outside the summary, as displayed text."""
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.tables, self.cell, self.skip = [], None, False
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.skip = ("class", "sens") in attrs
-            if not self.skip:
-                self.tables.append([])
-        elif tag == "tr" and not self.skip and self.tables:
-            self.row = []
-        elif tag == "td" and not self.skip:
-            self.cell = ""
-    def handle_endtag(self, tag):
-        if tag == "td" and self.cell is not None:
-            self.row.append(self.cell)
-            self.cell = None
-        elif tag == "tr" and not self.skip and self.tables and self.row:
-            self.tables[-1].append(self.row)
-            self.row = []
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
-
-p = Tables()
-p.feed(page)
-if p.tables != tables:
-    errors.append(f"tables differ:\n page {p.tables}\n JSON {tables}")
-if len(tables) < 2:
-    errors.append("expected the sample's tables")
-
-svgs = re.findall(r"<svg\b.*?</svg>", page, re.S)
-for i, svg in enumerate(svgs):
-    try:
-        root = ET.fromstring(svg)
-    except ET.ParseError as e:
-        errors.append(f"svg #{i}: {e}")
-        continue
-    if not re.fullmatch(r"0 0 [0-9.]+ [0-9.]+", root.get("viewBox", "")):
-        errors.append(f"svg #{i}: viewBox {root.get('viewBox')!r}")
-charts = sum(1 for s in doc["sections"] for it in s["items"] if it["type"].endswith(("chart", "histogram")))
-if len(svgs) != charts:
-    errors.append(f"{len(svgs)} svg blocks for {charts} charts")
-
-for e in errors:
-    print("test_report_json:", e, file=sys.stderr)
-print(f"test_report_json: {len(tables)} tables, {len(svgs)} charts checked", file=sys.stderr)
-sys.exit(1 if errors else 0)
-PYEOF
+"$PY" tests/lib/check_report.py "$TMP/sample.json" "$TMP/sample.html" 2 || fail "page and JSON disagree"
 
 [ "$failures" -eq 0 ] || exit 1
 echo "test_report_json: all checks passed" >&2

@@ -46,5 +46,9 @@ int cmd_convert_run(int argc, char **argv);
 void cmd_convert_help(FILE *fp);
 int cmd_quantize_run(int argc, char **argv);
 void cmd_quantize_help(FILE *fp);
+int cmd_qat_run(int argc, char **argv);
+void cmd_qat_help(FILE *fp);
+int cmd_analyze_run(int argc, char **argv);
+void cmd_analyze_help(FILE *fp);
 
 #endif

@@ -22,6 +22,10 @@ static const cli_command commands[] = {
      cmd_convert_run, cmd_convert_help},
     {"quantize", "post-training quantization of a float model to an ONNX QDQ model",
      cmd_quantize_run, cmd_quantize_help},
+    {"qat", "quantization-aware training (STE, LSQ, LSQ+) to an ONNX QDQ model", cmd_qat_run,
+     cmd_qat_help},
+    {"analyze", "per-layer analysis of a quantized model as an HTML report",
+     cmd_analyze_run, cmd_analyze_help},
     {"help", "show help for a command", help_run, help_help},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -231,15 +231,17 @@ static nnq_status dequantize_forward(const nnq_op_args *a) {
 /* ---- FakeQuant (domain com.nnq) ----
  * Inputs X (float32), scale and zero_point (float32, one element or [C]
  * along `axis`); attributes qmin, qmax (required), axis (default 1),
- * enabled (default 1; 0: Y = X), grad_scale (default 1, backward only).
+ * enabled (default 1; 0: Y = X), grad_scale (default 1, backward only),
+ * round_zero_point (default 0; 1: a learned offset, below).
  *
  *   Y = s * (clamp(round_half_even(X / s) + z, qmin, qmax) - z)
  *
  * Scales must be positive and finite, zero points finite and inside
  * [qmin, qmax] (checked at run time, when enabled). The zero point is
- * integer-valued in every graph nnq builds; a fractional one is not
- * refused: Y stays defined and the zero-point gradient below is then its
- * exact derivative.
+ * integer-valued in every graph nnq builds (or, with round_zero_point, a
+ * real number the op rounds); a fractional one without it is not refused:
+ * Y stays defined and the zero-point gradient below is then its exact
+ * derivative.
  *
  * Precision: grids narrower than 2^22 whose ends lie within +-2^22 (every
  * 2..16-bit grid) run in float, exactly as nnq_fake_quant_f. Wider grids
@@ -256,12 +258,24 @@ static nnq_status dequantize_forward(const nnq_op_args *a) {
  * the last two times grad_scale (LSQ's gradient scale g = 1/sqrt(N Qp) is
  * the caller's to choose). Outside the grid these are Y's exact partial
  * derivatives; inside, d scale is LSQ's estimate (round's derivative taken
- * as 1), which differs from Y's exact derivative round(X/s) by -X/s. */
+ * as 1), which differs from Y's exact derivative round(X/s) by -X/s.
+ *
+ * Learned offset (attribute round_zero_point = 1, for LSQ+ and PyTorch's
+ * _LearnableFakeQuantize): the zero point input is a real number that an
+ * optimizer moves in small steps; forward and backward both use
+ * z' = round_half_even(clamp(z, qmin, qmax)) in place of z, so Y is always
+ * on an integer grid (exportable as QDQ), and d zero_point, computed at z',
+ * passes straight through the rounding to z. With beta = -s z' this is
+ * LSQ+'s x_hat = s clamp(round((x - beta) / s), qmin, qmax) + beta: LSQ+'s
+ * d x_hat / d beta (0 inside, 1 outside) times d beta / d z' = -s. Any
+ * finite z is accepted in this mode. (PyTorch rounds z half to even in its
+ * forward but as floor(z + 0.5) in its backward; here both use z'.) */
 
 typedef struct fq_params {
     int64_t qmin, qmax;
     bool enabled;
     bool wide; /* the double path */
+    bool round_zp; /* learned offset: use round(clamp(z)) */
     float grad_scale;
 } fq_params;
 
@@ -279,6 +293,7 @@ static nnq_status fq_attrs(const nnq_op_args *a, fq_params *p) {
                            (long long)p->qmin, (long long)p->qmax);
     p->enabled = nnq_node_attr_int(a->node, "enabled", 1) != 0;
     p->grad_scale = nnq_node_attr_float(a->node, "grad_scale", 1.0f);
+    p->round_zp = nnq_node_attr_int(a->node, "round_zero_point", 0) != 0;
     p->wide = !(p->qmax - p->qmin < FQ_FLOAT_GRID && p->qmin >= -FQ_FLOAT_GRID &&
                 p->qmax <= FQ_FLOAT_GRID);
     return NNQ_OK;
@@ -293,13 +308,23 @@ static nnq_status fq_check_params(const nnq_op_args *a, const fq_params *p) {
         if (!(sc > 0.0f) || !isfinite(sc))
             return nnq_op_fail(a, NNQ_ERR_INVALID, "scale[%lld] is %g; it must be positive",
                                (long long)c, (double)sc);
-        if (!((double)zc >= (double)p->qmin && (double)zc <= (double)p->qmax))
+        if (p->round_zp ? !isfinite(zc)
+                        : !((double)zc >= (double)p->qmin && (double)zc <= (double)p->qmax))
             return nnq_op_fail(a, NNQ_ERR_INVALID,
                                "zero_point[%lld] is %g, outside the grid [%lld, %lld]",
                                (long long)c, (double)zc, (long long)p->qmin,
                                (long long)p->qmax);
     }
     return NNQ_OK;
+}
+
+/* The zero point channel c runs with: z, or in the learned-offset mode z
+ * clamped to the grid and rounded half to even. */
+static double fq_zero_point(const fq_params *p, const float *zp, int64_t c) {
+    double z = zp[c];
+    if (!p->round_zp) return z;
+    z = z < (double)p->qmin ? (double)p->qmin : (z > (double)p->qmax ? (double)p->qmax : z);
+    return nearbyint(z);
 }
 
 static nnq_status fq_infer(const nnq_op_args *a) {
@@ -411,11 +436,11 @@ static nnq_status fq_forward(const nnq_op_args *a) {
         q_unit(&l, k, &c, &j0, &j1);
         for (int64_t j = j0; j < j1; j += len) {
             int64_t off = q_run(&l, c, j, j1, &len);
+            const double z = fq_zero_point(&p, zp, c);
             if (p.wide)
-                fq_run_d(x + off, y + off, len, scale[c], zp[c], (double)p.qmin,
-                         (double)p.qmax);
+                fq_run_d(x + off, y + off, len, scale[c], z, (double)p.qmin, (double)p.qmax);
             else
-                fq_run_f(x + off, y + off, len, scale[c], zp[c], (float)p.qmin,
+                fq_run_f(x + off, y + off, len, scale[c], (float)z, (float)p.qmin,
                          (float)p.qmax);
         }
     }
@@ -456,11 +481,12 @@ static nnq_status fq_backward(const nnq_op_args *a) {
         for (int64_t j = j0; j < j1; j += len) {
             int64_t off = q_run(&l, c, j, j1, &len);
             float *dxo = dx ? dx + off : NULL;
+            const double z = fq_zero_point(&p, zp, c);
             if (p.wide)
-                fq_grad_d(x + off, dy + off, dxo, len, scale[c], zp[c], (double)p.qmin,
+                fq_grad_d(x + off, dy + off, dxo, len, scale[c], z, (double)p.qmin,
                           (double)p.qmax, &t);
             else
-                fq_grad_f(x + off, dy + off, dxo, len, scale[c], zp[c], (float)p.qmin,
+                fq_grad_f(x + off, dy + off, dxo, len, scale[c], (float)z, (float)p.qmin,
                           (float)p.qmax, &t);
         }
         if (sums) sums[k] = t;
@@ -473,7 +499,7 @@ static nnq_status fq_backward(const nnq_op_args *a) {
             t.below += sums[c * l.blocks + b].below;
             t.above += sums[c * l.blocks + b].above;
         }
-        double z = zp[c], g = p.grad_scale;
+        double z = fq_zero_point(&p, zp, c), g = p.grad_scale;
         if (ds)
             ds[c] += (float)(g * (t.in + t.below * ((double)p.qmin - z) +
                                   t.above * ((double)p.qmax - z)));

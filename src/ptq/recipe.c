@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "ops/executor.h"
@@ -58,6 +59,9 @@ static double now(void) {
 static void step_done(nnq_ptq_report *r, const char *name, double t0) {
     if (r->n_steps < NNQ_PTQ_MAX_STEPS) {
         r->steps[r->n_steps].name = name;
+        struct rusage ru;
+        r->steps[r->n_steps].peak_rss_mb =
+            getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
         r->steps[r->n_steps++].seconds = now() - t0;
     }
 }

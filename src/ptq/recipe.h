@@ -46,6 +46,7 @@ typedef struct nnq_ptq_report {
     struct {
         const char *name;
         double seconds;
+        double peak_rss_mb; /* the process's peak resident memory when the step ended */
     } steps[NNQ_PTQ_MAX_STEPS];
     int bn_folded, bn_unfolded, cle_pairs, relu6_converted, bias_absorbed;
     int bias_corrected, bias_skipped;

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/status.h"
 
@@ -176,5 +177,7 @@ nnq_status nnq_report_add_histogram(nnq_report_section *s, const nnq_report_hist
 /* ---- Output (both atomic) ---- */
 nnq_status nnq_report_write_html(const nnq_report *r, const char *path);
 nnq_status nnq_report_write_json(const nnq_report *r, const char *path);
+/* The same JSON on an open stream (e.g. stdout for `--json`). */
+nnq_status nnq_report_write_json_stream(const nnq_report *r, FILE *fp);
 
 #endif

@@ -237,10 +237,7 @@ static void sections(FILE *fp, const nnq_report *r) {
     close_block(fp, sfirst, 1, ']');
 }
 
-nnq_status nnq_report_write_json(const nnq_report *r, const char *path) {
-    nnq_atomic_file w;
-    NNQ_TRY(nnq_atomic_open(&w, path));
-    FILE *fp = w.fp;
+static void write_doc(const nnq_report *r, FILE *fp) {
     bool f = true;
     fputc('{', fp);
     str_member(fp, &f, 1, "format", "nnq-report");
@@ -264,5 +261,17 @@ nnq_status nnq_report_write_json(const nnq_report *r, const char *path) {
     key(fp, &f, 1, "sections");
     sections(fp, r);
     fputs("\n}\n", fp);
+}
+
+nnq_status nnq_report_write_json(const nnq_report *r, const char *path) {
+    nnq_atomic_file w;
+    NNQ_TRY(nnq_atomic_open(&w, path));
+    write_doc(r, w.fp);
     return nnq_atomic_commit(&w);
+}
+
+nnq_status nnq_report_write_json_stream(const nnq_report *r, FILE *fp) {
+    write_doc(r, fp);
+    if (fflush(fp) != 0 || ferror(fp)) return nnq_fail(NNQ_ERR_IO, "writing the report JSON failed");
+    return NNQ_OK;
 }

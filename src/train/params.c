@@ -114,6 +114,19 @@ static nnq_status add_state(nnq_params *ps, int value) {
     return NNQ_OK;
 }
 
+nnq_status nnq_params_add_state(nnq_params *ps, int value) {
+    if (value < 0 || value >= ps->g->n_values)
+        return nnq_fail(NNQ_ERR_INVALID, "state value %d does not exist", value);
+    const nnq_value *v = &ps->g->values[value];
+    if (!v->is_initializer || !v->t.data || v->t.dtype != NNQ_DT_FLOAT)
+        return nnq_fail(NNQ_ERR_INVALID, "training state '%s' is not a float initializer",
+                        v->name);
+    if (nnq_params_find(ps, value) >= 0)
+        return nnq_fail(NNQ_ERR_INVALID, "'%s' is a trained parameter; it cannot be state too",
+                        v->name);
+    return add_state(ps, value);
+}
+
 nnq_status nnq_params_init(nnq_params *ps, nnq_graph *g) {
     nnq_status s = NNQ_OK;
     memset(ps, 0, sizeof *ps);

@@ -68,6 +68,9 @@ nnq_status nnq_params_add_group(nnq_params *ps, const char *name, float lr_mult,
 /* Register float initializer `value` as a parameter of `group` (no-op if
  * it is one already). Call nnq_params_alloc before the next backward. */
 nnq_status nnq_params_add(nnq_params *ps, int value, int group);
+/* List float initializer `value` as training state (saved in checkpoints,
+ * not trained; no-op if listed already). Fails if it is a parameter. */
+nnq_status nnq_params_add_state(nnq_params *ps, int value);
 /* (Re)allocate the gradient block after parameters were added. */
 nnq_status nnq_params_alloc(nnq_params *ps);
 

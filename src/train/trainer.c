@@ -159,6 +159,10 @@ static nnq_status setup(run_state *r) {
     NNQ_TRY(nnq_graph_prepare(r->g));
     NNQ_TRY(check_image_input(r->g, r->train));
     NNQ_TRY(nnq_params_init(&r->ps, r->g));
+    if (c->hooks && c->hooks->setup) {
+        NNQ_TRY(c->hooks->setup(c->hooks->user, r->g, &r->ps));
+        NNQ_TRY(nnq_params_alloc(&r->ps));
+    }
     NNQ_TRY(nnq_optim_init(&r->opt, &c->optim, &r->ps));
     NNQ_TRY(nnq_autograd_create(r->g, &r->ps, c->threads, &r->ag));
     r->perm = malloc(sizeof *r->perm * (size_t)n);
@@ -237,8 +241,13 @@ static nnq_status train_step(run_state *r, int64_t count, double *loss, int64_t 
     nnq_tensor *dlogits = nnq_autograd_output_grad(r->ag, 0);
     if (!dlogits)
         return nnq_fail(NNQ_ERR_INVALID, "the model's output does not depend on any parameter");
-    NNQ_TRY(nnq_loss_softmax_ce(nnq_autograd_output(r->ag, 0), r->labels, 0.0f, loss, dlogits,
-                                correct));
+    const nnq_train_hooks *h = r->cfg->hooks;
+    if (h && h->loss)
+        NNQ_TRY(h->loss(h->user, nnq_autograd_output(r->ag, 0), &x, r->labels, loss, dlogits,
+                        correct));
+    else
+        NNQ_TRY(nnq_loss_softmax_ce(nnq_autograd_output(r->ag, 0), r->labels, 0.0f, loss,
+                                    dlogits, correct));
     if (!isfinite(*loss))
         return nnq_fail(NNQ_ERR_INVALID, "the loss is %g at step %lld; lower the learning rate",
                         *loss, (long long)r->global_step);
@@ -247,6 +256,7 @@ static nnq_status train_step(run_state *r, int64_t count, double *loss, int64_t 
     if (r->cfg->clip_norm > 0) nnq_clip_grad_norm(&r->ps, r->cfg->clip_norm);
     *lr = nnq_schedule_lr(&r->sched, r->global_step);
     nnq_optim_step(&r->opt, &r->ps, *lr);
+    if (h && h->after_step) NNQ_TRY(h->after_step(h->user, &r->ps, r->ag));
     r->global_step++;
     return NNQ_OK;
 }

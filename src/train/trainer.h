@@ -30,6 +30,7 @@
 #include "core/status.h"
 #include "data/dataset.h"
 #include "ir/graph.h"
+#include "train/autograd.h"
 #include "train/batch.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -49,6 +50,29 @@ typedef struct nnq_train_progress {
 } nnq_train_progress;
 
 typedef void (*nnq_train_progress_fn)(const nnq_train_progress *p, void *user);
+
+/* Extensions for passes that train a graph of their own making (QAT);
+ * every member optional. */
+typedef struct nnq_train_hooks {
+    void *user;
+    /* After g is prepared and its default parameters are collected, before
+     * the optimizer and the autograd are built: add parameter groups,
+     * parameters and state (the trainer re-allocates the gradient block
+     * afterwards), and turn nodes that preparing folded into constants but
+     * that read new parameters back into live ones (clear their outputs'
+     * data), e.g. FakeQuant on trainable weights. */
+    nnq_status (*setup)(void *user, nnq_graph *g, nnq_params *ps);
+    /* Replaces softmax cross-entropy: the loss of the step's logits, given
+     * its images [count, C, H, W] and labels; writes dlogits (overwrites)
+     * and the number of correct rows. */
+    nnq_status (*loss)(void *user, const nnq_tensor *logits, const nnq_tensor *images,
+                       const int32_t *labels, double *loss, nnq_tensor *dlogits,
+                       int64_t *correct);
+    /* After each optimizer step, before any checkpoint of that position:
+     * projections of parameters onto their valid set, running ranges; ag
+     * still holds the step's forward values. */
+    nnq_status (*after_step)(void *user, nnq_params *ps, const nnq_autograd *ag);
+} nnq_train_hooks;
 /* true: stop before the next step (must be cheap: called once per step). */
 typedef bool (*nnq_train_stop_fn)(void *user);
 
@@ -77,6 +101,7 @@ typedef struct nnq_train_config {
     void *stop_user;
     const char *stop_checkpoint; /* where a stop saves (NULL: `checkpoint`; both NULL:
                                     nothing is saved) */
+    const nnq_train_hooks *hooks; /* NULL: plain training */
 } nnq_train_config;
 
 typedef struct nnq_train_result {
