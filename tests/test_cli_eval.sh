@@ -37,7 +37,8 @@ limit = int(sys.argv[4])
 print(f"{sys.argv[3]}: nnq top-1 {got['top1']:.2f}% ({got['correct']}/{got['n']}), "
       f"PyTorch {ref['top1']:.2f}% ({ref['n']}), {got['images_per_s']:.0f} images/s",
       file=sys.stderr)
-assert set(got) == {"model", "n", "top1", "correct", "seconds", "images_per_s"}, got
+assert set(got) == {"model", "engine", "n", "top1", "correct", "seconds", "images_per_s"}, got
+assert got["engine"] == "float", got
 assert abs(got["top1"] - 100.0 * got["correct"] / got["n"]) < 1e-9
 assert got["seconds"] > 0 and got["images_per_s"] > 0
 if limit:

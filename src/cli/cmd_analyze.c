@@ -54,7 +54,9 @@ int cmd_analyze_run(int argc, char **argv) {
     nnq_dataset calib = {0}, eval = {0};
     bool have_calib = false;
     nnq_diag d = {0};
-    const nnq_ptq_log log = {.fp = o.quiet ? NULL : stderr};
+    cli_sink sink;
+    cli_sink_open(&sink, !o.quiet);
+    const nnq_ptq_log log = {.fp = sink.log, .progress = {cli_sink_progress, &sink}};
     const double t0 = cli_now();
     nnq_status s = cli_load_model(o.model, &model);
     if (s == NNQ_OK) s = ptq_cli_load_calibration(&o, &p, &calib, &have_calib);
@@ -78,5 +80,6 @@ int cmd_analyze_run(int argc, char **argv) {
     nnq_dataset_free(&calib);
     nnq_dataset_free(&eval);
     nnq_graph_free(model);
+    cli_sink_close(&sink);
     return rc;
 }

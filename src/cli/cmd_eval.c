@@ -1,4 +1,5 @@
-/* nnq eval: top-1 accuracy of a float model on a labelled image set. */
+/* nnq eval: top-1 accuracy of a model on a labelled image set, with the
+ * float executor, the integer engine or its float emulation (--engine). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,17 +8,18 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/engine_model.h"
 #include "cli/json_out.h"
 #include "cli/model_load.h"
 #include "cli/progress.h"
 #include "data/dataset.h"
-#include "ops/executor.h"
 
 #define DEFAULT_BATCH 64
 #define DATA_FMNIST "fashion-mnist"
 
 typedef struct eval_opts {
-    const char *model, *data, *labels;
+    const char *model, *data, *labels, *engine_name;
+    cli_engine engine;
     int64_t limit, batch, threads;
     bool json, quiet;
 } eval_opts;
@@ -29,14 +31,20 @@ typedef struct eval_result {
 
 void cmd_eval_help(FILE *fp) {
     fprintf(fp,
-            "usage: nnq eval MODEL.onnx [--data fashion-mnist | --data X.npy --labels Y.npy]\n"
-            "                [--limit N] [--batch B] [--threads T] [--json] [--quiet]\n"
+            "usage: nnq eval MODEL [--data fashion-mnist | --data X.npy --labels Y.npy]\n"
+            "                [--engine float|int|sim] [--limit N] [--batch B] [--threads T]\n"
+            "                [--json] [--quiet]\n"
             "\n"
-            "Top-1 accuracy of a float model: the class is the argmax of the first output\n"
-            "per image (ties go to the lowest index). The model input must be [N, C, H, W]\n"
+            "Top-1 accuracy of a model: the class is the argmax of the first output per\n"
+            "image (ties go to the lowest index). The model input must be [N, C, H, W]\n"
             "matching the images; the output [N, classes] (trailing dims are flattened).\n"
+            "MODEL is an ONNX file, or for int and sim a lowered program (.nnqi).\n"
             "\n"
             "options:\n"
+            "  --engine E    float (default): the float executor, QuantizeLinear and\n"
+            "                DequantizeLinear in float as ONNX defines them; int: the\n"
+            "                model lowered to nnq's integer engine; sim: the same integer\n"
+            "                program with float ops (bit-identical logits to int)\n"
             "  --data D      '%s' (default: its 10000-image test split, normalised\n"
             "                and padded to 1x32x32) or a float32 .npy of NCHW/NHW images\n"
             "  --labels L    int64/int32 .npy of labels, one per image (with --data X.npy)\n"
@@ -44,8 +52,8 @@ void cmd_eval_help(FILE *fp) {
             "  --batch B     images per run (default %d; a model with a fixed batch\n"
             "                dimension uses that instead)\n"
             "  --threads T   threads per op (default 0: all cores)\n"
-            "  --json        print one JSON object on stdout: model, n, top1, correct,\n"
-            "                seconds, images_per_s\n"
+            "  --json        print one JSON object on stdout: model, engine, n, top1,\n"
+            "                correct, seconds, images_per_s\n"
             "  --quiet       no progress or summary on stderr\n"
             "  -h, --help    show this help\n",
             DATA_FMNIST, DEFAULT_BATCH);
@@ -60,6 +68,7 @@ static int parse(int argc, char **argv, eval_opts *o) {
         {"limit", CLI_OPT_INT, &o->limit, 0, INT64_MAX},
         {"batch", CLI_OPT_INT, &o->batch, 1, 1 << 20},
         {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
+        {"engine", CLI_OPT_STRING, &o->engine_name, 0, 0},
         {"json", CLI_OPT_FLAG, &o->json, 0, 0},
         {"quiet", CLI_OPT_FLAG, &o->quiet, 0, 0},
     };
@@ -71,8 +80,11 @@ static int parse(int argc, char **argv, eval_opts *o) {
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
     }
-    if (n_pos != 1) return cli_usage_error("eval", "expected one MODEL.onnx argument");
+    if (n_pos != 1) return cli_usage_error("eval", "expected one MODEL argument");
     o->model = pos[0];
+    if (o->engine_name && !cli_engine_parse(o->engine_name, &o->engine))
+        return cli_usage_error("eval", "--engine must be float, int or sim, not '%s'",
+                               o->engine_name);
     bool fmnist = strcmp(o->data, DATA_FMNIST) == 0;
     if (fmnist && o->labels)
         return cli_usage_error("eval", "--labels goes with --data X.npy, not %s", DATA_FMNIST);
@@ -82,12 +94,12 @@ static int parse(int argc, char **argv, eval_opts *o) {
 }
 
 /* The model must take one float image batch [N, C, H, W] that fits the data. */
-static nnq_status check_input(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d) {
-    if (g->n_inputs != 1)
+static nnq_status check_input(const cli_model *m, const eval_opts *o, const nnq_dataset *d) {
+    if (m->n_inputs != 1)
         return nnq_fail(NNQ_ERR_SHAPE, "%s has %d inputs; eval needs a model with one image input",
-                        o->model, g->n_inputs);
-    if (g->n_outputs < 1) return nnq_fail(NNQ_ERR_SHAPE, "%s has no outputs", o->model);
-    const nnq_value *in = &g->values[g->inputs[0]];
+                        o->model, m->n_inputs);
+    if (m->n_outputs < 1) return nnq_fail(NNQ_ERR_SHAPE, "%s has no outputs", o->model);
+    const nnq_value *in = &m->in;
     char want[256];
     cli_value_shape_str(in, want, sizeof want);
     if (in->t.dtype != NNQ_DT_FLOAT)
@@ -108,38 +120,25 @@ static nnq_status check_input(const nnq_graph *g, const eval_opts *o, const nnq_
 }
 
 /* Infer the first output's shape at this batch size: [batch, classes...]. */
-static nnq_status check_output(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d,
+static nnq_status check_output(const cli_model *m, const eval_opts *o, const nnq_dataset *d,
                                int64_t batch, int64_t *classes) {
-    nnq_status s = NNQ_OK;
-    nnq_tensor *shapes = calloc((size_t)g->n_values, sizeof *shapes);
-    if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory inferring shapes");
-    nnq_tensor in = {0};
+    nnq_tensor in = {0}, y = {0};
     const int64_t dims[4] = {batch, d->c, d->h, d->w};
     nnq_tensor_set_shape(&in, NNQ_DT_FLOAT, 4, dims);
-    if ((s = nnq_graph_infer_shapes(g, &in, shapes)) != NNQ_OK) {
-        nnq_fail_context(s, "%s: ", o->model);
-        goto done;
-    }
-    const nnq_value *out = &g->values[g->outputs[0]];
-    const nnq_tensor *y = &shapes[g->outputs[0]];
+    nnq_status s = cli_model_output_shape(m, &in, &y);
+    if (s != NNQ_OK) return nnq_fail_context(s, "%s: ", o->model);
     char buf[128];
-    if (y->dtype != NNQ_DT_FLOAT || y->rank < 2 || y->dims[0] != batch) {
-        s = nnq_fail(NNQ_ERR_SHAPE,
-                     "%s: output '%s' is %s %s for %lld images; eval needs float32 "
-                     "[N, classes]",
-                     o->model, out->name, nnq_dtype_name(y->dtype),
-                     nnq_shape_str(y, buf, sizeof buf), (long long)batch);
-        goto done;
-    }
-    *classes = nnq_shape_numel(y->rank - 1, y->dims + 1);
-    if (*classes < d->n_classes) {
-        s = nnq_fail(NNQ_ERR_SHAPE, "%s: output '%s' has %lld classes but the labels go up to %d",
-                     o->model, out->name, (long long)*classes, d->n_classes - 1);
-        goto done;
-    }
-done:
-    free(shapes);
-    return s;
+    if (y.dtype != NNQ_DT_FLOAT || y.rank < 2 || y.dims[0] != batch)
+        return nnq_fail(NNQ_ERR_SHAPE,
+                        "%s: output '%s' is %s %s for %lld images; eval needs float32 "
+                        "[N, classes]",
+                        o->model, m->out_name, nnq_dtype_name(y.dtype),
+                        nnq_shape_str(&y, buf, sizeof buf), (long long)batch);
+    *classes = nnq_shape_numel(y.rank - 1, y.dims + 1);
+    if (*classes < d->n_classes)
+        return nnq_fail(NNQ_ERR_SHAPE, "%s: output '%s' has %lld classes but the labels go up to %d",
+                        o->model, m->out_name, (long long)*classes, d->n_classes - 1);
+    return NNQ_OK;
 }
 
 static int64_t argmax(const float *row, int64_t n) {
@@ -151,14 +150,11 @@ static int64_t argmax(const float *row, int64_t n) {
 
 /* A model with a fixed batch dim gets its last, partial batch zero-padded
  * in `pad` (only the real rows are scored). */
-static nnq_status run_all(const nnq_graph *g, const eval_opts *o, const nnq_dataset *d,
+static nnq_status run_all(cli_model *m, const eval_opts *o, const nnq_dataset *d,
                           int64_t batch, bool fixed_batch, int64_t classes, eval_result *r) {
     nnq_status s = NNQ_OK;
-    nnq_exec *e = NULL;
     float *pad = NULL;
     cli_progress prog = {0}; /* disabled until started */
-    const nnq_exec_options xo = {.threads = (int)o->threads, .keep_all = false};
-    if ((s = nnq_exec_create(g, &xo, &e)) != NNQ_OK) goto done;
     cli_progress_start(&prog, "eval", "images", d->n, !o->quiet);
     double t0 = cli_now();
     size_t per = (size_t)d->c * (size_t)d->h * (size_t)d->w;
@@ -177,8 +173,8 @@ static nnq_status run_all(const nnq_graph *g, const eval_opts *o, const nnq_data
             x.data = pad;
             x.dims[0] = batch;
         }
-        if ((s = nnq_exec_run(e, &x)) != NNQ_OK) goto done;
-        const nnq_tensor *y = nnq_exec_output(e, 0);
+        const nnq_tensor *y;
+        if ((s = cli_model_run(m, &x, &y)) != NNQ_OK) goto done;
         if (nnq_tensor_numel(y) != x.dims[0] * classes) {
             s = nnq_fail(NNQ_ERR_SHAPE, "output has %lld values for %lld images of %lld classes",
                          (long long)nnq_tensor_numel(y), (long long)x.dims[0], (long long)classes);
@@ -193,7 +189,6 @@ static nnq_status run_all(const nnq_graph *g, const eval_opts *o, const nnq_data
 done:
     cli_progress_finish(&prog);
     free(pad);
-    nnq_exec_free(e);
     return s;
 }
 
@@ -201,13 +196,14 @@ static void report(const eval_opts *o, const eval_result *r) {
     double top1 = 100.0 * (double)r->correct / (double)r->n;
     double rate = r->seconds > 0 ? (double)r->n / r->seconds : 0;
     if (!o->quiet)
-        fprintf(stderr, "eval %s: top-1 %.2f%% (%lld/%lld) in %.2f s, %.0f images/s\n", o->model,
-                top1, (long long)r->correct, (long long)r->n, r->seconds, rate);
+        fprintf(stderr, "eval %s (%s): top-1 %.2f%% (%lld/%lld) in %.2f s, %.0f images/s\n",
+                o->model, cli_engine_name(o->engine), top1, (long long)r->correct, (long long)r->n, r->seconds, rate);
     if (!o->json) return;
     cli_json j;
     cli_json_init(&j, stdout);
     cli_json_object_begin(&j, NULL);
     cli_json_string(&j, "model", o->model);
+    cli_json_string(&j, "engine", cli_engine_name(o->engine));
     cli_json_int(&j, "n", r->n);
     cli_json_double(&j, "top1", top1);
     cli_json_int(&j, "correct", r->correct);
@@ -223,12 +219,12 @@ int cmd_eval_run(int argc, char **argv) {
     if (rc < 0) return CLI_EXIT_OK; /* --help */
     if (rc != CLI_EXIT_OK) return rc;
 
-    nnq_graph *g = NULL;
+    cli_model m;
     nnq_dataset d = {0};
     eval_result r = {0};
     int64_t classes = 0;
-    nnq_status s = cli_load_model(o.model, &g);
-    if (s != NNQ_OK) goto fail;
+    nnq_status s = cli_model_open(o.model, o.engine, (int)o.threads, o.quiet, &m);
+    if (s != NNQ_OK) return cli_fail(s);
     if (strcmp(o.data, DATA_FMNIST) == 0)
         s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o.limit, &d);
     else
@@ -238,18 +234,18 @@ int cmd_eval_run(int argc, char **argv) {
         s = nnq_fail(NNQ_ERR_INVALID, "%s: no labelled images to evaluate", o.data);
         goto fail;
     }
-    if ((s = check_input(g, &o, &d)) != NNQ_OK) goto fail;
-    int64_t fixed = g->values[g->inputs[0]].t.dims[0];
+    if ((s = check_input(&m, &o, &d)) != NNQ_OK) goto fail;
+    int64_t fixed = m.in.t.dims[0];
     int64_t batch = fixed > 0 ? fixed : o.batch;
-    if ((s = check_output(g, &o, &d, batch, &classes)) != NNQ_OK) goto fail;
-    if ((s = run_all(g, &o, &d, batch, fixed > 0, classes, &r)) != NNQ_OK) goto fail;
+    if ((s = check_output(&m, &o, &d, batch, &classes)) != NNQ_OK) goto fail;
+    if ((s = run_all(&m, &o, &d, batch, fixed > 0, classes, &r)) != NNQ_OK) goto fail;
     report(&o, &r);
     nnq_dataset_free(&d);
-    nnq_graph_free(g);
+    cli_model_close(&m);
     return CLI_EXIT_OK;
 fail:
     rc = cli_fail(s);
     nnq_dataset_free(&d);
-    nnq_graph_free(g);
+    cli_model_close(&m);
     return rc;
 }

@@ -155,7 +155,9 @@ int cmd_quantize_run(int argc, char **argv) {
     bool have_calib = false;
     nnq_ptq_report r;
     double ftop1 = 0, qtop1 = 0;
-    const nnq_ptq_log log = {.fp = o.quiet ? NULL : stderr};
+    cli_sink sink;
+    cli_sink_open(&sink, !o.quiet);
+    const nnq_ptq_log log = {.fp = sink.log, .progress = {cli_sink_progress, &sink}};
     const double t0 = cli_now();
     nnq_status s = cli_load_model(o.model, &model);
     if (s == NNQ_OK) s = ptq_cli_load_calibration(&o, &p, &calib, &have_calib);
@@ -188,5 +190,6 @@ done:
     nnq_qsim_free(sim);
     nnq_graph_free(fg);
     nnq_graph_free(model);
+    cli_sink_close(&sink);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* nnq run: one float model on one .npy batch, first output to a .npy. */
+/* nnq run: one model on one .npy batch, first output to a .npy, with the
+ * float executor, the integer engine or its float emulation (--engine). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,23 +8,25 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/engine_model.h"
 #include "cli/model_load.h"
 #include "cli/progress.h"
 #include "data/npy.h"
-#include "ops/executor.h"
 
 typedef struct run_opts {
-    const char *model, *input, *output;
+    const char *model, *input, *output, *engine_name;
+    cli_engine engine;
     int64_t threads;
     bool quiet;
 } run_opts;
 
 void cmd_run_help(FILE *fp) {
-    fputs("usage: nnq run MODEL.onnx --input X.npy -o Y.npy [--threads T] [--quiet]\n"
+    fputs("usage: nnq run MODEL --input X.npy -o Y.npy [--engine float|int|sim]\n"
+          "               [--threads T] [--quiet]\n"
           "\n"
-          "Run a float model once with the float executor: X.npy (float32, C order)\n"
-          "feeds the model's single input, and its first output is written to Y.npy\n"
-          "(atomically). X's shape must fit the input's declared shape: same rank,\n"
+          "Run a model once: X.npy (float32, C order; or uint8/int8 for a model whose\n"
+          "input is quantized) feeds the model's single input, and its first output is\n"
+          "written to Y.npy (atomically). X's shape must fit the input's declared shape: same rank,\n"
           "the same size on every fixed dimension, any size on a symbolic one. A\n"
           "model with a fixed batch dimension B also takes any number of rows: it\n"
           "runs B rows at a time (the last run zero-padded, its padding dropped),\n"
@@ -32,6 +35,9 @@ void cmd_run_help(FILE *fp) {
           "options:\n"
           "  --input X       float32 .npy fed to the model's input (required)\n"
           "  -o, --output Y  where to write the first output as .npy (required)\n"
+          "  --engine E      float (default): the float executor; int: the model lowered\n"
+          "                  to nnq's integer engine (MODEL may be a .nnqi program); sim:\n"
+          "                  the same integer program with float ops, bit-identical to int\n"
           "  --threads T     threads per op (default 0: all cores)\n"
           "  --quiet         no summary line on stderr\n"
           "  -h, --help      show this help\n",
@@ -43,6 +49,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         {"input", CLI_OPT_STRING, &o->input, 0, 0},
         {"output", CLI_OPT_STRING, &o->output, 0, 0},
         {"threads", CLI_OPT_INT, &o->threads, 0, 4096},
+        {"engine", CLI_OPT_STRING, &o->engine_name, 0, 0},
         {"quiet", CLI_OPT_FLAG, &o->quiet, 0, 0},
     };
     const char *pos[1];
@@ -54,8 +61,11 @@ static int parse(int argc, char **argv, run_opts *o) {
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
     }
-    if (n_pos != 1) return cli_usage_error("run", "expected one MODEL.onnx argument");
+    if (n_pos != 1) return cli_usage_error("run", "expected one MODEL argument");
     o->model = pos[0];
+    if (o->engine_name && !cli_engine_parse(o->engine_name, &o->engine))
+        return cli_usage_error("run", "--engine must be float, int or sim, not '%s'",
+                               o->engine_name);
     if (!o->input) return cli_usage_error("run", "--input X.npy is required");
     if (!o->output) return cli_usage_error("run", "-o Y.npy is required");
     return CLI_EXIT_OK;
@@ -67,24 +77,27 @@ static const char *tensor_shape_str(const nnq_tensor *t, char *buf, size_t cap) 
     return cli_value_shape_str(&v, buf, cap);
 }
 
-/* Check that x fits the model's one float input. *rows_per_run: rows of x
- * per executor run (all of them unless the input has a fixed batch B that
- * differs from x's row count; then B). */
-static nnq_status check_input(const nnq_graph *g, const run_opts *o, const nnq_tensor *x,
+/* Check that x fits the model's one input (float32, or uint8/int8 for a
+ * quantized input). *rows_per_run: rows of x per executor run (all of
+ * them unless the input has a fixed batch B that differs from x's row
+ * count; then B). */
+static nnq_status check_input(const cli_model *m, const run_opts *o, const nnq_tensor *x,
                               int64_t *rows_per_run) {
-    if (g->n_inputs != 1)
+    if (m->n_inputs != 1)
         return nnq_fail(NNQ_ERR_SHAPE,
                         "%s has %d inputs; run feeds one .npy to a model with one input",
-                        o->model, g->n_inputs);
-    if (g->n_outputs < 1) return nnq_fail(NNQ_ERR_SHAPE, "%s has no outputs", o->model);
-    const nnq_value *in = &g->values[g->inputs[0]];
-    if (in->t.dtype != NNQ_DT_FLOAT)
-        return nnq_fail(NNQ_ERR_UNSUPPORTED, "%s: input '%s' is %s; run feeds float32", o->model,
-                        in->name, nnq_dtype_name(in->t.dtype));
-    if (x->dtype != NNQ_DT_FLOAT)
+                        o->model, m->n_inputs);
+    if (m->n_outputs < 1) return nnq_fail(NNQ_ERR_SHAPE, "%s has no outputs", o->model);
+    const nnq_value *in = &m->in;
+    const nnq_dtype dt = in->t.dtype;
+    if (dt != NNQ_DT_FLOAT && dt != NNQ_DT_UINT8 && dt != NNQ_DT_INT8)
+        return nnq_fail(NNQ_ERR_UNSUPPORTED, "%s: input '%s' is %s; run feeds float32, uint8 "
+                        "or int8", o->model, in->name, nnq_dtype_name(dt));
+    if (x->dtype != dt)
         return nnq_fail(NNQ_ERR_UNSUPPORTED,
-                        "%s holds %s; run needs float32 (numpy: .astype('float32'))", o->input,
-                        nnq_dtype_name(x->dtype));
+                        "%s holds %s; run needs %s for input '%s' of %s (numpy: .astype('%s'))",
+                        o->input, nnq_dtype_name(x->dtype), nnq_dtype_name(dt), in->name,
+                        o->model, nnq_dtype_name(dt));
     char want[256], got[256];
     cli_value_shape_str(in, want, sizeof want);
     tensor_shape_str(x, got, sizeof got);
@@ -103,13 +116,11 @@ static nnq_status check_input(const nnq_graph *g, const run_opts *o, const nnq_t
 
 /* Run x through the model rows_per_run rows at a time; *y gets the first
  * output of all rows (owned). */
-static nnq_status run_rows(const nnq_graph *g, const run_opts *o, const nnq_tensor *x,
+static nnq_status run_rows(cli_model *m, const run_opts *o, const nnq_tensor *x,
                            int64_t rows_per_run, nnq_tensor *y) {
     nnq_status s = NNQ_OK;
-    nnq_exec *e = NULL;
-    float *pad = NULL;
-    const nnq_exec_options xo = {.threads = (int)o->threads, .keep_all = false};
-    if ((s = nnq_exec_create(g, &xo, &e)) != NNQ_OK) goto done;
+    unsigned char *pad = NULL;
+    const size_t esize = nnq_dtype_size(x->dtype);
     int64_t rows = x->rank > 0 ? x->dims[0] : 1;
     size_t per_row = x->rank > 0 ? (size_t)nnq_shape_numel(x->rank - 1, x->dims + 1) : 1;
     for (int64_t start = 0; start < rows; start += rows_per_run) {
@@ -118,19 +129,19 @@ static nnq_status run_rows(const nnq_graph *g, const run_opts *o, const nnq_tens
         chunk.owns = false;
         if (x->rank > 0) {
             chunk.dims[0] = count;
-            chunk.data = nnq_f32(x) + (size_t)start * per_row;
+            chunk.data = (unsigned char *)x->data + (size_t)start * per_row * esize;
         }
         if (count < rows_per_run) {
-            if (!pad && !(pad = calloc((size_t)rows_per_run * per_row, sizeof *pad))) {
+            if (!pad && !(pad = calloc((size_t)rows_per_run * per_row, esize))) {
                 s = nnq_fail(NNQ_ERR_NOMEM, "out of memory padding the last rows");
                 goto done;
             }
-            memcpy(pad, chunk.data, (size_t)count * per_row * sizeof *pad);
+            memcpy(pad, chunk.data, (size_t)count * per_row * esize);
             chunk.data = pad;
             chunk.dims[0] = rows_per_run;
         }
-        if ((s = nnq_exec_run(e, &chunk)) != NNQ_OK) goto done;
-        const nnq_tensor *out = nnq_exec_output(e, 0);
+        const nnq_tensor *out;
+        if ((s = cli_model_run(m, &chunk, &out)) != NNQ_OK) goto done;
         if (rows_per_run == rows) { /* one run: the output as it is */
             s = nnq_tensor_clone(y, out);
             goto done;
@@ -140,7 +151,7 @@ static nnq_status run_rows(const nnq_graph *g, const run_opts *o, const nnq_tens
             s = nnq_fail(NNQ_ERR_SHAPE,
                          "%s has a fixed batch of %lld but its output '%s' has shape %s, so %s "
                          "cannot be run %lld rows at a time",
-                         o->model, (long long)rows_per_run, g->values[g->outputs[0]].name,
+                         o->model, (long long)rows_per_run, m->out_name,
                          tensor_shape_str(out, shape, sizeof shape), o->input,
                          (long long)rows_per_run);
             goto done;
@@ -158,7 +169,6 @@ static nnq_status run_rows(const nnq_graph *g, const run_opts *o, const nnq_tens
     }
 done:
     free(pad);
-    nnq_exec_free(e);
     return s;
 }
 
@@ -168,15 +178,15 @@ int cmd_run_run(int argc, char **argv) {
     if (rc < 0) return CLI_EXIT_OK; /* --help */
     if (rc != CLI_EXIT_OK) return rc;
 
-    nnq_graph *g = NULL;
+    cli_model m;
     nnq_tensor x = {0}, y = {0};
     int64_t rows_per_run = 0;
-    nnq_status s = cli_load_model(o.model, &g);
-    if (s != NNQ_OK) goto fail;
+    nnq_status s = cli_model_open(o.model, o.engine, (int)o.threads, o.quiet, &m);
+    if (s != NNQ_OK) return cli_fail(s);
     if ((s = nnq_npy_read(o.input, &x)) != NNQ_OK) goto fail;
-    if ((s = check_input(g, &o, &x, &rows_per_run)) != NNQ_OK) goto fail;
+    if ((s = check_input(&m, &o, &x, &rows_per_run)) != NNQ_OK) goto fail;
     double t0 = cli_now();
-    if ((s = run_rows(g, &o, &x, rows_per_run, &y)) != NNQ_OK) goto fail;
+    if ((s = run_rows(&m, &o, &x, rows_per_run, &y)) != NNQ_OK) goto fail;
     double seconds = cli_now() - t0;
     if ((s = nnq_npy_write(o.output, &y)) != NNQ_OK) goto fail;
     if (!o.quiet) {
@@ -187,12 +197,12 @@ int cmd_run_run(int argc, char **argv) {
     }
     nnq_tensor_release(&y);
     nnq_tensor_release(&x);
-    nnq_graph_free(g);
+    cli_model_close(&m);
     return CLI_EXIT_OK;
 fail:
     rc = cli_fail(s);
     nnq_tensor_release(&y);
     nnq_tensor_release(&x);
-    nnq_graph_free(g);
+    cli_model_close(&m);
     return rc;
 }

@@ -12,12 +12,12 @@ static void help_help(FILE *fp);
 static const cli_command commands[] = {
     {"info", "show a model's inputs, outputs, ops, parameters and MACs", cmd_info_run,
      cmd_info_help},
-    {"eval", "top-1 accuracy of a float model on Fashion-MNIST or .npy data", cmd_eval_run,
-     cmd_eval_help},
+    {"eval", "top-1 accuracy of a model (float, int or sim engine) on Fashion-MNIST or .npy",
+     cmd_eval_run, cmd_eval_help},
     {"train", "train a built-in architecture on Fashion-MNIST, export ONNX", cmd_train_run,
      cmd_train_help},
-    {"run", "run a float model on a .npy input, write its first output", cmd_run_run,
-     cmd_run_help},
+    {"run", "run a model (float, int or sim engine) on a .npy input, write its first output",
+     cmd_run_run, cmd_run_help},
     {"convert", "import, check and re-export an ONNX model (upgrades old opsets)",
      cmd_convert_run, cmd_convert_help},
     {"quantize", "post-training quantization of a float model to an ONNX QDQ model",
@@ -26,6 +26,10 @@ static const cli_command commands[] = {
      cmd_qat_help},
     {"analyze", "per-layer analysis of a quantized model as an HTML report",
      cmd_analyze_run, cmd_analyze_help},
+    {"lower", "lower a quantized ONNX model to nnq's integer program (.nnqi)", cmd_lower_run,
+     cmd_lower_help},
+    {"bench", "latency, throughput, memory and model bytes on one engine", cmd_bench_run,
+     cmd_bench_help},
     {"help", "show help for a command", help_run, help_help},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

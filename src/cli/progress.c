@@ -1,8 +1,9 @@
 /* Progress bar / plain progress lines on stderr. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, fileno */
+#define _GNU_SOURCE /* fopencookie; also clock_gettime, fileno */
 #include "cli/progress.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,8 +38,12 @@ static void draw_bar(cli_progress *p, int64_t done, double elapsed) {
     for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
     bar[BAR_WIDTH] = '\0';
     /* \r returns to column 0; \033[K erases what a longer line left behind. */
-    fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld %s  %.0f/s  ETA %.0fs\033[K", p->label, bar,
-            100.0 * frac, (long long)done, (long long)p->total, p->unit, rate, eta);
+    /* Rate and ETA only once they mean something (a second of data). */
+    char speed[64] = "";
+    if (elapsed >= 1.0 && rate > 0)
+        snprintf(speed, sizeof speed, "  %.*f/s  ETA %.0fs", rate < 10 ? 1 : 0, rate, eta);
+    fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld %s%s\033[K", p->label, bar, 100.0 * frac,
+            (long long)done, (long long)p->total, p->unit, speed);
     fflush(stderr);
     p->drawn = true;
 }
@@ -66,4 +71,54 @@ void cli_progress_finish(cli_progress *p) {
         fflush(stderr);
     }
     p->drawn = false;
+}
+
+/* ---- library progress and log lines on one stderr ---- */
+
+static ssize_t sink_write(void *cookie, const char *buf, size_t n) {
+    cli_sink *s = cookie;
+    const bool bar = s->active && s->bar.tty && s->bar.drawn;
+    if (bar) cli_progress_finish(&s->bar);
+    fwrite(buf, 1, n, stderr);
+    fflush(stderr);
+    if (bar && n > 0 && buf[n - 1] == '\n') {
+        s->bar.last_draw = -1; /* redraw now, below the line */
+        cli_progress_update(&s->bar, s->done);
+    }
+    return (ssize_t)n;
+}
+
+void cli_sink_open(cli_sink *s, bool enabled) {
+    memset(s, 0, sizeof *s);
+    s->enabled = enabled;
+    if (!enabled) return;
+    const cookie_io_functions_t io = {.write = sink_write};
+    s->log = fopencookie(s, "w", io);
+    if (s->log) setvbuf(s->log, NULL, _IOLBF, 0);
+    else s->log = stderr;
+}
+
+void cli_sink_close(cli_sink *s) {
+    if (s->active) cli_progress_finish(&s->bar);
+    s->active = false;
+    if (s->log && s->log != stderr) fclose(s->log);
+    s->log = NULL;
+}
+
+void cli_sink_progress(void *user, const char *step, const char *unit, int64_t done, int64_t total) {
+    cli_sink *s = user;
+    if (!s->enabled) return;
+    if (s->log && s->log != stderr) fflush(s->log);
+    if (!s->active || strcmp(s->step, step) != 0) {
+        if (s->active) cli_progress_finish(&s->bar);
+        snprintf(s->step, sizeof s->step, "%s", step);
+        cli_progress_start(&s->bar, s->step, unit, total, true);
+        s->active = true;
+    }
+    s->done = done;
+    cli_progress_update(&s->bar, done);
+    if (done >= total) {
+        cli_progress_finish(&s->bar);
+        s->active = false;
+    }
 }

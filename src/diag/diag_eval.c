@@ -1,5 +1,6 @@
 /* Shared measurement helpers of the diagnostics: evaluation with top-1
  * and logits SQNR, SQNR in dB, step timing and memory. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -126,6 +126,7 @@ nnq_status nnq_diag_sensitivity(nnq_diag *d, nnq_qsim *s, const nnq_dataset *eva
             st = eval_with(s, on, eval, n, float_logits, d->float_top1, threads, &dl->drop_a);
             on[L->output_q] = false;
         }
+        if (log && st == NNQ_OK) nnq_progress_report(&log->progress, "sensitivity", "layers", i + 1, s->n_layers);
         if (log && log->fp && st == NNQ_OK)
             fprintf(log->fp, "sensitivity: layer %d/%d %-32s weights %.2f, output %.2f%s (%.0f s)\n",
                     i + 1, s->n_layers, L->name, dl->drop_w, dl->drop_a,

@@ -371,10 +371,12 @@ nnq_status nnq_diag_report(const nnq_diag *d, const nnq_diag_options *o, nnq_rep
     if (st == NNQ_OK) st = summary(rp, d, o, order);
     bool measured = false;
     for (int i = 0; i < d->n_layers; i++) measured |= !isnan(d->layers[i].drop_w) || !isnan(d->layers[i].drop_a);
+    /* Sensitivity first (the question), then the channel ranges that most
+     * often answer it, then the rest. */
     if (st == NNQ_OK && measured) st = sensitivity(rp, d, order);
-    if (st == NNQ_OK && d->n_layers > 0) st = sqnr(rp, d);
     if (st == NNQ_OK && d->n_ranges > 0) st = ranges(rp, d, o);
     if (st == NNQ_OK && d->n_hist > 0) st = histograms(rp, d);
+    if (st == NNQ_OK && d->n_layers > 0) st = sqnr(rp, d);
     if (st == NNQ_OK && d->has_bits) st = bits(rp, d, o);
     if (st == NNQ_OK) st = steps(rp, d);
     free(order);

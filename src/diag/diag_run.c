@@ -85,6 +85,7 @@ static nnq_status bit_sweep(nnq_diag *d, const nnq_graph *model, const nnq_datas
         NNQ_TRY(sweep_point(model, calib, eval, n, float_logits, o, bits[i], 0, &d->top1_wbits[i]));
         NNQ_TRY(sweep_point(model, calib, eval, n, float_logits, o, bits[i], bits[i],
                             &d->top1_wabits[i]));
+        if (log) nnq_progress_report(&log->progress, "bit sweep", "widths", i + 1, NNQ_DIAG_BITS);
         if (log && log->fp)
             fprintf(log->fp, "bit sweep: W%d: %.2f, W%dA%d: %.2f%s\n", bits[i], d->top1_wbits[i],
                     bits[i], bits[i], d->top1_wabits[i], eval->labels ? " % top-1" : " dB");

@@ -252,6 +252,7 @@ static nnq_status check_linear(const nnq_iprog *p, int i) {
                              : l->out_mode == IP_OUT_ACC_FLOAT ? NNQ_DT_FLOAT
                                                                : NNQ_DT_INT32;
     if (x->dtype != NNQ_DT_UINT8 || y->dtype != want_y) return bad(p, i, "tensor types");
+    if (x->batched != y->batched) return bad(p, i, "batch dims");
     if (l->conv) {
         if (x->rank != 4 || y->rank != 4 || x->dims[1] != l->in_ch || y->dims[1] != l->out_ch ||
             x->dims[0] != y->dims[0])
@@ -286,7 +287,7 @@ static nnq_status check_pool(const nnq_iprog *p, int i) {
     if (o->n_in != 1 || o->n_out != 1 || o->in[0] < 0) return bad(p, i, "one input, one output");
     const ip_tensor *x = &p->t[o->in[0]], *y = &p->t[o->out[0]];
     if (x->dtype != NNQ_DT_UINT8 || y->dtype != NNQ_DT_UINT8 || x->rank != 4 || y->rank != 4 ||
-        x->dims[0] != y->dims[0] || x->dims[1] != y->dims[1])
+        x->dims[0] != y->dims[0] || x->dims[1] != y->dims[1] || x->batched != y->batched)
         return bad(p, i, "tensor shapes");
     if (q->kh < 1 || q->kw < 1 || q->kh > 4096 || q->kw > 4096 || q->sh < 1 || q->sw < 1 ||
         q->dh < 1 || q->dw < 1 || q->sh > 4096 || q->sw > 4096 || q->dh > 4096 || q->dw > 4096 ||
@@ -347,8 +348,8 @@ static nnq_status check_op(const nnq_iprog *p, int i) {
         if (x->dtype != NNQ_DT_UINT8 || x2->dtype != NNQ_DT_UINT8 || y->dtype != NNQ_DT_UINT8 ||
             !same_shape(x, x2) || !same_shape(x, y))
             return bad(p, i, "tensor types or shapes");
-        if (a->shift < 1 || a->shift > 62 || a->ma < 0 || a->mb < 0 || a->ma > INT32_MAX ||
-            a->mb > INT32_MAX || a->za < 0 || a->za > 255 || a->zb < 0 || a->zb > 255 ||
+        if (a->shift < 1 || a->shift > IP_ADD_SHIFT_MAX || a->ma < 0 || a->mb < 0 ||
+            a->ma > IP_ADD_MULT_MAX || a->mb > IP_ADD_MULT_MAX || a->za < 0 || a->za > 255 || a->zb < 0 || a->zb > 255 ||
             a->zy < 0 || a->zy > 255 || a->lo > a->hi)
             return bad(p, i, "parameters");
         return NNQ_OK;

@@ -81,8 +81,11 @@ typedef struct ip_linear {
     float *deq;          /* [out_ch] (IP_OUT_ACC_FLOAT) */
 } ip_linear;
 
-/* y = clamp(zy + ((a - za) ma + (b - zb) mb + 2^(shift-1)) >> shift, lo, hi)
- * in int64: one rounding, half up. */
+/* y = clamp(zy + ((a - za) ma + (b - zb) mb + 2^(shift-1)) >> shift, lo, hi):
+ * one rounding, half up. ma, mb <= 2^21 and shift <= 30 keep every term
+ * within int32 (|a - za| <= 255), so it vectorises. */
+#define IP_ADD_MULT_MAX (1 << 21)
+#define IP_ADD_SHIFT_MAX 30
 typedef struct ip_add {
     int32_t za, zb, zy;
     int64_t ma, mb;
@@ -202,11 +205,23 @@ typedef struct ip_impl {
     void (*destroy)(void *state);
 } ip_impl;
 
-extern const ip_impl ip_int_impls[IP_N_KINDS];
-extern const ip_impl ip_sim_impls[IP_N_KINDS];
+extern const ip_impl *const ip_int_impls[IP_N_KINDS];  /* iops.c */
+extern const ip_impl *const ip_sim_impls[IP_N_KINDS];  /* iprog_sim.c */
 
-/* The float fallback (shared by both executors, iops_float.c). */
+/* The linear operator on the kernels (iops_linear.c) and the float
+ * fallback (iops_float.c, shared by both executors). */
+extern const ip_impl ip_int_linear_impl;
 extern const ip_impl ip_float_impl;
+
+/* Linear operators the simulation computes in double (iprog_sim.c). */
+int ip_sim_double_layers(void *const *state, const nnq_iprog *p);
+
+/* AVX2 elementwise loops (iops_avx2.c), equal to the scalar ones. */
+/* xtab: 256 bytes from ip_lut_xor_rows(table) (iops.c). */
+void ip_lut_xor_rows(const uint8_t *table, uint8_t *xtab);
+void ip_lut_avx2(const uint8_t *xtab, const uint8_t *table, const uint8_t *x, uint8_t *y,
+                 int64_t n);
+void ip_add_avx2(const ip_add *a, const uint8_t *x1, const uint8_t *x2, uint8_t *y, int64_t n);
 
 /* Elements for which an elementwise loop goes parallel. */
 #define IP_PARALLEL_MIN 65536

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/qmath.h"
+#include "core/requant.h"
 #include "engine/lower_impl.h"
 #include "ops/executor.h"
 #include "ops/node_call.h"
@@ -259,11 +260,28 @@ static uint8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (uint8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-bool lw_chain_find(lower_ctx *L, int v, int64_t channels, int ch_axis, lw_chain *c) {
+/* The chain from value v; first >= 0: node `first` (reading v) is its
+ * first element. */
+static bool chain_find(lower_ctx *L, int v, int first, int64_t channels, int ch_axis,
+                       lw_chain *c) {
     const nnq_graph *g = L->g;
     memset(c, 0, sizeof *c);
     c->q = -1;
     int cur = v;
+    if (first >= 0) {
+        double a, b;
+        const nnq_tensor *bch;
+        if (!chain_bounds(L, first, v, &a, &b, &bch) || g->nodes[first].n_outputs != 1) {
+            lw_float(L, "it is not a clamp with constant bounds");
+            return false;
+        }
+        if (bch && !per_channel_const(bch, L->s1[v].rank, ch_axis, channels)) {
+            lw_float(L, "its bound is neither a scalar nor per output channel");
+            return false;
+        }
+        c->nodes[c->n++] = first;
+        cur = g->nodes[first].outputs[0];
+    }
     for (;;) {
         const int r = lw_only_reader(L, cur);
         if (r < 0) {
@@ -354,6 +372,14 @@ bool lw_chain_find(lower_ctx *L, int v, int64_t channels, int ch_axis, lw_chain 
     return true;
 }
 
+bool lw_chain_find(lower_ctx *L, int v, int64_t channels, int ch_axis, lw_chain *c) {
+    return chain_find(L, v, -1, channels, ch_axis, c);
+}
+
+bool lw_chain_from(lower_ctx *L, int node, int v, lw_chain *c) {
+    return chain_find(L, v, node, 0, 0, c);
+}
+
 void lw_chain_consume(lower_ctx *L, const lw_chain *c) {
     for (int i = 0; i < c->n; i++) L->done[c->nodes[i]] = true;
     L->done[c->q] = true;
@@ -423,8 +449,14 @@ lw_result lw_quantize_node(lower_ctx *L, int n) {
     lw_grid gr;
     if (!lw_grid_of(L, nd->inputs[1], zv, &gr)) return LW_FLOAT;
     const ip_tensor *in = &L->p->t[s->t];
-    if (in->scale == gr.scale && in->zp == gr.zp) {
-        L->v[y] = (lv){LV_QINT, s->t, -1};
+    if (in->scale == gr.scale && in->zp == gr.zp) { /* the same bytes */
+        int t = s->t;
+        if (in->onnx_dtype != gr.dtype) { /* e.g. uint8 z 128 read as int8 z 0 */
+            const int base = ip_base(L->p, s->t);
+            LW_TRY(L, lw_new_u8(L, y, &gr, &t));
+            L->p->t[t].alias = base;
+        }
+        L->v[y] = (lv){LV_QINT, t, -1};
         return LW_DONE;
     }
     ip_requant *r = calloc(1, sizeof *r);
@@ -451,6 +483,29 @@ lw_result lw_quantize_node(lower_ctx *L, int n) {
         return lw_err(L, st);
     }
     LW_TRY(L, ip_add_op(L->p, IP_REQUANT, nd->name, 1, &s->t, 1, &t, r, NULL));
+    L->v[y] = (lv){LV_QINT, t, -1};
+    return LW_DONE;
+}
+
+lw_result lw_clamp_quantize(lower_ctx *L, int n, int x) {
+    const nnq_node *nd = &L->g->nodes[n];
+    lw_chain ch;
+    if (!lw_chain_from(L, n, x, &ch)) return LW_FLOAT;
+    ip_qparams *qp;
+    LW_TRY(L, new_qparams(1, &qp));
+    qp->scale[0] = ch.grid.scale;
+    qp->zp[0] = ch.grid.zp;
+    qp->qmin = ch.lo;
+    qp->qmax = ch.hi;
+    const int y = L->g->nodes[ch.q].outputs[0];
+    int t;
+    nnq_status st = lw_new_u8(L, y, &ch.grid, &t);
+    if (st != NNQ_OK) {
+        ip_par_free(IP_QUANTIZE, qp);
+        return lw_err(L, st);
+    }
+    LW_TRY(L, ip_add_op(L->p, IP_QUANTIZE, nd->name, 1, &L->v[x].t, 1, &t, qp, NULL));
+    lw_chain_consume(L, &ch);
     L->v[y] = (lv){LV_QINT, t, -1};
     return LW_DONE;
 }
@@ -722,20 +777,13 @@ static nnq_status lower_outputs(lower_ctx *L) {
         case LV_FLOAT:
         case LV_QINT:
         case LV_INT32: {
-            const ip_tensor *src = &p->t[s->t];
-            NNQ_TRY(lw_new_tensor(L, v, src->dtype, &t));
+            NNQ_TRY(lw_new_tensor(L, v, p->t[s->t].dtype, &t));
             ip_tensor *pt = &p->t[t];
-            const ip_tensor *src2 = &p->t[s->t]; /* p->t may have moved */
-            pt->onnx_dtype = s->kind == LV_QINT ? g->values[v].t.dtype : src2->dtype;
-            if (s->kind == LV_QINT && pt->onnx_dtype != NNQ_DT_UINT8 && pt->onnx_dtype != NNQ_DT_INT8)
-                pt->onnx_dtype = src2->onnx_dtype;
-            pt->scale = src2->scale;
-            pt->zp = src2->zp;
-            if (s->kind == LV_QINT && pt->onnx_dtype != src2->onnx_dtype)
-                return nnq_fail(NNQ_ERR_UNSUPPORTED, "graph output '%s': storage type changed",
-                                name);
+            const ip_tensor *src = &p->t[s->t]; /* after the call: p->t may have moved */
+            pt->onnx_dtype = src->onnx_dtype;
+            pt->scale = src->scale;
+            pt->zp = src->zp;
             pt->alias = ip_base(p, s->t);
-            (void)src;
             break;
         }
         default:

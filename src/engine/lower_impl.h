@@ -112,6 +112,9 @@ typedef struct lw_chain {
  * v (1 for NCHW, rank-1 for a matrix product). False (L->why set) when
  * there is no such chain; true and the chain otherwise (free hi_ch). */
 bool lw_chain_find(lower_ctx *L, int v, int64_t channels, int ch_axis, lw_chain *c);
+/* The same with clamp node `node` (reading v) as the chain's first
+ * element, scalar bounds only. */
+bool lw_chain_from(lower_ctx *L, int node, int v, lw_chain *c);
 /* Mark the chain and its Q consumed. */
 void lw_chain_consume(lower_ctx *L, const lw_chain *c);
 
@@ -132,6 +135,9 @@ lw_result lw_avgpool(lower_ctx *L, int node);    /* AveragePool, GlobalAveragePo
 lw_result lw_view(lower_ctx *L, int node);       /* Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout */
 lw_result lw_lut(lower_ctx *L, int node);        /* elementwise ops on one quantized input */
 lw_result lw_quantize_node(lower_ctx *L, int node);
+/* A float value clamped (Relu / Clip / Min / Max) and then quantized: one
+ * quantize operator with the clamp as its grid's ends (lower.c). */
+lw_result lw_clamp_quantize(lower_ctx *L, int node, int x);
 lw_result lw_dequantize_node(lower_ctx *L, int node);
 
 /* Shapes of the QOperator ops, which nnq's float ops do not know. */

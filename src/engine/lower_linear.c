@@ -9,6 +9,7 @@
  * nibbles for <= 4 bits); weights with zero points (other tools' uint8
  * weights) keep w - w_zp in int16 and run on the reference path. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -344,10 +344,20 @@ static nnq_status fq_infer(const nnq_op_args *a) {
     return nnq_tensor_set_shape(a->out[0], NNQ_DT_FLOAT, x->rank, x->dims);
 }
 
-/* Y for one run of X sharing (s, z): float grid, as nnq_fake_quant_f. */
+/* Y for one run of X sharing (s, z): float grid, nnq_fake_quant_f's
+ * arithmetic written without branches so the loop vectorises (bit for bit
+ * the same: a NaN passes both clamps and is then replaced by z). */
 static void fq_run_f(const float *x, float *y, int64_t n, float s, float z, float qmin,
                      float qmax) {
-    for (int64_t i = 0; i < n; i++) y[i] = nnq_fake_quant_f(x[i], s, z, qmin, qmax);
+    const float lo = qmin - z - 1.0f, hi = qmax - z + 1.0f;
+    NNQ_SIMD for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] / s;
+        const float c = v < lo ? lo : (v > hi ? hi : v);
+        float q = nnq_round_half_even(c) + z;
+        q = q < qmin ? qmin : (q > qmax ? qmax : q);
+        q = v != v ? z : q;
+        y[i] = nnq_dequantize_f(q, s, z);
+    }
 }
 
 /* The same on a wide grid, in double. */
@@ -370,24 +380,66 @@ typedef struct fq_sums {
 } fq_sums;
 
 /* dX += dY inside the grid (dx may be NULL), and the unit's sums; float
- * grid, classifying exactly as nnq_quantize_f rounds and clamps. */
+ * grid, classifying exactly as nnq_quantize_f rounds and clamps. Written
+ * to vectorise: per chunk of FQ_CHUNK elements, one branch-free pass puts
+ * each element's terms in small arrays (an element outside the grid gets
+ * 0 for dX, a NaN X, whose q compares false both ways, 0 everywhere), then
+ * each array is summed in float (within FQ_CHUNK ulps of the chunk's
+ * magnitude) and the chunks in double. */
+#define FQ_CHUNK 256
+
+static float fq_sum(const float *t, int64_t n) {
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = 0; k < n; k++) acc += t[k];
+    return acc;
+}
+
+/* x where mask is all ones, +0.0f where it is 0 (a select the compiler
+ * vectorises; float selects on computed values it will not, as long as it
+ * must preserve floating-point exception flags). */
+static inline float fq_keep(float x, uint32_t mask) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    b &= mask;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/* Chunk terms: tg = dY inside the grid (else 0), tin = dY (round(v) - v)
+ * inside, tb = dY below, ta = dY above; branch-free, so it vectorises. A
+ * NaN v compares false both ways: 0 in all four. */
+static void fq_grad_terms(const float *xc, const float *dc, int64_t m, float s, float z,
+                          float lo, float hi, float qmin, float qmax, float *tg, float *tin,
+                          float *tb, float *ta) {
+    NNQ_SIMD for (int64_t k = 0; k < m; k++) {
+        const float v = xc[k] / s;
+        const float r = nnq_round_half_even(v < lo ? lo : (v > hi ? hi : v)), q = r + z;
+        const float g = dc[k];
+        const uint32_t below = -(uint32_t)(q < qmin), above = -(uint32_t)(q > qmax);
+        const uint32_t inside = -(uint32_t)((q >= qmin) & (q <= qmax));
+        tg[k] = fq_keep(g, inside);
+        tin[k] = fq_keep(g * fq_keep(r - v, inside), inside); /* r - v is exact in float */
+        tb[k] = fq_keep(g, below);
+        ta[k] = fq_keep(g, above);
+    }
+}
+
 static void fq_grad_f(const float *x, const float *dy, float *dx, int64_t n, float s, float z,
                       float qmin, float qmax, fq_sums *t) {
     const float lo = qmin - z - 1.0f, hi = qmax - z + 1.0f;
+    float tg[FQ_CHUNK], tin[FQ_CHUNK], tb[FQ_CHUNK], ta[FQ_CHUNK];
     double in = 0, below = 0, above = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i] / s;
-        if (v != v) continue;
-        float r = nnq_round_half_even(v < lo ? lo : (v > hi ? hi : v)), q = r + z;
-        double g = dy[i];
-        if (q < qmin) {
-            below += g;
-        } else if (q > qmax) {
-            above += g;
-        } else {
-            if (dx) dx[i] += dy[i];
-            in += g * (double)(r - v); /* r - v is exact in float */
+    for (int64_t i0 = 0; i0 < n; i0 += FQ_CHUNK) {
+        const int64_t m = n - i0 < FQ_CHUNK ? n - i0 : FQ_CHUNK;
+        fq_grad_terms(x + i0, dy + i0, m, s, z, lo, hi, qmin, qmax, tg, tin, tb, ta);
+        if (dx) {
+            float *dxc = dx + i0;
+            NNQ_SIMD for (int64_t k = 0; k < m; k++) dxc[k] += tg[k];
         }
+        in += fq_sum(tin, m);
+        below += fq_sum(tb, m);
+        above += fq_sum(ta, m);
     }
     t->in += in;
     t->below += below;

@@ -252,6 +252,7 @@ nnq_status nnq_ptq_adaround(nnq_qsim *s, const nnq_graph *float_graph, const nnq
         if (l->keep_float || l->weight_q < 0 || !s->quant[l->weight_q].enabled) continue;
         if ((st = round_layer(s, order[k], float_graph, es, ef, d, n, &opt, log, &peak)) != NNQ_OK) goto fail;
         n_done++;
+        if (log) nnq_progress_report(&log->progress, "adaround", "layers", k + 1, s->n_layers);
     }
     if (log && log->fp)
         fprintf(log->fp, "adaround: %d layers, %d iterations each on %lld images, cache peak %.1f MB\n",

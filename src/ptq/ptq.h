@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/progress.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "ir/graph.h"
@@ -49,6 +50,7 @@ nnq_status nnq_bn_stats_add(nnq_bn_stats *st, const char *value, int channels,
  * variance) is a warning: one line "<pass>: warning: ...". */
 typedef struct nnq_ptq_log {
     FILE *fp; /* NULL: silent */
+    nnq_progress progress; /* long steps report here (calibration, AdaRound layers) */
 } nnq_ptq_log;
 
 /* Print one warning line of pass `pass` (log or log->fp NULL: nothing). */

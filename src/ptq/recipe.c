@@ -1,4 +1,5 @@
 /* The PTQ pipeline in the white paper's order (recipe.h). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "ptq/recipe.h"
 
 #include <stdarg.h>
@@ -143,6 +144,7 @@ static nnq_status run(const nnq_dataset *calib, const nnq_ptq_options *o, const 
         NNQ_TRY(need_data(calib, "activation range setting"));
         nnq_calib_options c = o->calib;
         c.threads = o->threads;
+        if (log) c.progress = log->progress;
         NNQ_TRY(nnq_qsim_calibrate(*sim, calib, &c));
         say(log, "activation ranges by %s (logits: %s) from %lld calibration images",
             nnq_range_method_name(c.method), nnq_range_method_name(c.logits_method),

@@ -8,16 +8,25 @@
  *            as `nnq quantize` exports;
  *   g        the trainable simulation: a copy of sim->g (so every value index
  *            of sim->g means the same value in g) with
- *              - FakeQuant on weights and biases left unfolded, so they run
- *                each step and pass gradients to the float weights;
- *              - bias quantizers off (biases train in float; export puts
- *                them on their 32-bit grid, a difference of < 2^-31 relative);
+ *              - FakeQuant on weights and biases left unfolded during
+ *                training, so they run each step and pass gradients to the
+ *                float weights (folded again afterwards, so g then runs the
+ *                exported model's kernels);
+ *              - bias quantizers on their 32-bit grid of scale s_x s_w,
+ *                recomputed after every step from the current scales: with
+ *                BN folded, g computes bit for bit what the export does;
  *              - tied quantizers (pooling) reading their source's parameter
  *                initializers, so one learned (s, z) serves both;
  *              - with per-channel weights and keep_bn: each folded BN put
  *                back between its layer and the layer's activation (batch
  *                statistics in training), its layer holding the unfolded
- *                weights; export folds it into the per-channel scale.
+ *                weights with scales s / |gamma / sqrt(var + eps)| (the
+ *                same integers as the sim's); export folds it into the
+ *                per-channel scale. The folded bias then lands on its int32
+ *                grid of step s_x s_w, a rounding the BN shift did not have
+ *                in training (at 4 bits that step can be a good fraction of
+ *                an activation step): the exported top-1 is close to, not
+ *                equal to, the trained one.
  *
  * Methods (the FakeQuant op of ops/quantize.c carries forward and backward):
  *   ste   scale and zero point fixed at their initial values, or (ema > 0)
@@ -34,16 +43,21 @@
  *         zero point is a real number the op rounds (FakeQuant attribute
  *         round_zero_point), gradient 0 inside the grid and -s outside (LSQ+'s
  *         d/d beta = 1 outside, with beta = -s z).
- * Learned parameters form one parameter group ("quantizers") with its own
- * learning-rate multiplier and no weight decay; after every step scales are
- * kept >= FLT_EPSILON (as PyTorch's _LearnableFakeQuantize) and learned zero
- * points inside [qmin, qmax].
+ * Learned parameters get groups of their own, without weight decay:
+ * "quantizer_scales" at qlr_mult times the scheduled lr, and
+ * "quantizer_offsets" at that over the mean initial step size of their
+ * quantizers (z = -beta / s: LSQ+'s beta learned at the scales' rate, in
+ * grid units). After every step scales are kept >= FLT_EPSILON (as
+ * PyTorch's _LearnableFakeQuantize does), learned zero points inside
+ * [qmin, qmax], and bias scales set to s_x s_w.
  *
  * Initialisation (before training, from calibration images):
  *   mse     PTQ range setting: MSE weight ranges, MSE activation ranges with
  *           cross-entropy on the logits (the white paper's QAT pipeline);
  *   minmax  min-max ranges;
- *   lsq     the method's paper: ste and lsq s = 2 mean|v| / sqrt(Qp), z = 0;
+ *   lsq     the method's paper: ste and lsq s = 2 mean|v| / sqrt(Qp), with
+ *           z = 0 (unsigned grid) for tensors >= 0 and z mid-range (the
+ *           signed grid LSQ would use) for tensors that go negative;
  *           lsq+ weights s = max(|mu - 3 sigma|, |mu + 3 sigma|) / 2^(b-1),
  *           activations (s, z) minimising ||x - x_hat||^2 on a sample of the
  *           calibration activations by gradient steps from min-max.
@@ -80,9 +94,10 @@ typedef struct nnq_qat_options {
     int calib_batch;         /* default 64 */
     float ema;               /* ste: running-range averaging constant (0: fixed ranges) */
     bool keep_bn;            /* per-channel weights: BN kept in training (default true) */
-    float qlr_mult;          /* quantizer parameters' lr = this x the scheduled lr (default 1) */
+    float qlr_mult;          /* quantizer scales' lr = this x the scheduled lr (default 1) */
     float distill_t;         /* > 0: distillation from the teacher at this temperature */
-    float distill_alpha;     /* weight of the distillation term (default 1: KD only) */
+    float distill_alpha;     /* weight of the distillation term vs cross-entropy
+                                (default 1: distillation only) */
     int lsqp_steps;          /* lsq+ activation init: gradient steps (default 300) */
     int threads;             /* 0: all cores */
 } nnq_qat_options;
@@ -165,5 +180,7 @@ void nnq_qat_lsqp_fit(const float *x, int64_t n, int32_t qmin, int32_t qmax, int
 /* Internal steps of nnq_qat_create, one file each. */
 nnq_status nnq_qat_init_ranges(nnq_qat *q, const nnq_dataset *calib);   /* qat_init.c */
 nnq_status nnq_qat_build_graph(nnq_qat *q);                            /* qat_prepare.c */
+/* Bias scales in g from g's current input and weight scales (s_x s_w). */
+void nnq_qat_sync_bias(nnq_qat *q);                                    /* qat_prepare.c */
 
 #endif

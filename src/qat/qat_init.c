@@ -178,6 +178,7 @@ static nnq_status init_weights_lsq(nnq_qat *qa) {
 typedef struct act_stats {
     double abs_sum;
     int64_t count;
+    bool negative; /* some value < 0 */
     float *sample;
     int64_t n_sample;
 } act_stats;
@@ -207,7 +208,10 @@ static nnq_status collect_act_stats(nnq_qat *qa, const nnq_dataset *d, act_stats
             const int64_t numel = nnq_tensor_numel(t);
             const float *v = nnq_f32(t);
             for (int64_t k = 0; k < numel; k++)
-                if (isfinite(v[k])) st[i].abs_sum += fabsf(v[k]), st[i].count++;
+                if (isfinite(v[k])) {
+                    st[i].abs_sum += fabsf(v[k]), st[i].count++;
+                    st[i].negative |= v[k] < 0;
+                }
             const int64_t stride = numel / want > 1 ? numel / want : 1;
             for (int64_t k = 0; k < numel && st[i].n_sample < SAMPLE_CAP; k += stride)
                 if (isfinite(v[k])) st[i].sample[st[i].n_sample++] = v[k];
@@ -245,12 +249,19 @@ static nnq_status init_acts_lsq(nnq_qat *qa, const nnq_dataset *d) {
             q->q.zero_point[0] = (int32_t)round_zp(z, q->q.qmin, q->q.qmax);
             qa->q[i].zp_real = z;
         } else {
+            /* LSQ's grids: unsigned (z at the low end) for tensors >= 0; a
+             * tensor that goes negative gets the signed grid, z mid-range
+             * (LSQ has no offset: that is LSQ+'s point). */
+            const int32_t z = q->q.cfg.symmetric || q->q.qmin < 0 ? 0
+                              : st[i].negative ? q->q.qmin + (q->q.qmax - q->q.qmin + 1) / 2
+                                               : q->q.qmin;
             const float m = (float)(st[i].abs_sum / (double)st[i].count);
-            const float sc = (float)(2.0 * m / sqrt((double)(q->q.qmax > 0 ? q->q.qmax : 1)));
+            const int32_t qp = q->q.qmax - z > 0 ? q->q.qmax - z : 1;
+            const float sc = (float)(2.0 * m / sqrt((double)qp));
             if (!(sc >= FLT_MIN) || !isfinite(sc)) continue;
             q->q.scale[0] = sc;
-            q->q.zero_point[0] = q->q.qmin > 0 ? q->q.qmin : (q->q.qmax < 0 ? q->q.qmax : 0);
-            qa->q[i].zp_real = (float)q->q.zero_point[0];
+            q->q.zero_point[0] = z;
+            qa->q[i].zp_real = (float)z;
         }
     }
     rc = nnq_qsim_sync(s);

@@ -2,6 +2,7 @@
  * BN-folded model, and the trainable simulation g with its FakeQuant nodes
  * configured for the method and, with per-channel weights, BN put back. */
 #include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,8 +114,21 @@ static nnq_status put_back_bn(nnq_qat *qa, int li) {
     const int64_t ch = wg->dims[L->w_axis];
     for (int k = 1; k < 5; k++)
         if (nnq_tensor_numel(&f->values[bn->inputs[k]].t) != ch) return NNQ_OK;
-    /* The layer's own weights and bias (a folded layer always has a bias). */
+    /* The layer's own weights and bias (a folded layer always has a bias),
+     * and weight scales s / |a| (a = gamma / sqrt(var + eps)): the unfolded
+     * weights then round to the integers the folded ones had. */
     memcpy(wg->data, wf->data, sizeof(float) * (size_t)nnq_tensor_numel(wg));
+    const nnq_qsim_quant *wq = &qa->sim->quant[L->weight_q];
+    float *ws = nnq_f32(&g->values[wq->scale_value].t);
+    const float *gamma = nnq_f32(&f->values[bn->inputs[1]].t);
+    const float *var = nnq_f32(&f->values[bn->inputs[4]].t);
+    const double eps = nnq_node_attr_float(bn, "epsilon", 1e-5f);
+    for (int64_t c = 0; c < ch && wq->q.n == ch; c++) {
+        const double d = (var[c] > 0 ? var[c] : 0.0) + eps;
+        const double a = d > 0 ? fabs(gamma[c]) / sqrt(d) : 0.0;
+        const float s = (float)(ws[c] / a);
+        if (a > 0 && s >= FLT_MIN && isfinite(s)) ws[c] = s;
+    }
     if (L->bias >= 0) {
         float *b = nnq_f32(&g->values[L->bias].t);
         const int bv = ln->n_inputs > 2 ? ln->inputs[2] : -1;
@@ -187,7 +201,13 @@ static nnq_status add_ema_state(nnq_qat *qa, int i) {
         s = nnq_fail(NNQ_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int c = 0; c < q->q.n; c++) nnq_quantizer_get_range(&q->q, c, &lo[c], &hi[c]);
+    /* From g's parameters: a kept BN's layer has unfolded weight scales. */
+    const float *sc = nnq_f32(&qa->g->values[q->scale_value].t);
+    const float *zp = nnq_f32(&qa->g->values[q->zero_point_value].t);
+    for (int c = 0; c < q->q.n; c++) {
+        lo[c] = sc[c] * ((float)q->q.qmin - zp[c]);
+        hi[c] = sc[c] * ((float)q->q.qmax - zp[c]);
+    }
     const char *base = qa->g->values[q->input].name;
     if ((s = add_floats(qa->g, base, "_fq_ema_min", q->q.n, lo, &qa->q[i].ema_lo)) == NNQ_OK)
         s = add_floats(qa->g, base, "_fq_ema_max", q->q.n, hi, &qa->q[i].ema_hi);
@@ -210,8 +230,7 @@ static nnq_status configure_quant(nnq_qat *qa, int i, const nnq_tensor *shapes) 
     if (n < 0) return nnq_fail(NNQ_ERR_INVALID, "internal: FakeQuant of '%s' not found",
                                g->values[q->input].name);
     nnq_node *nd = &g->nodes[n];
-    if (q->role == NNQ_QROLE_BIAS) return nnq_node_set_int(nd, "enabled", 0);
-    if (!q->enabled) return NNQ_OK;
+    if (!q->enabled || q->role == NNQ_QROLE_BIAS) return NNQ_OK; /* bias: nnq_qat_sync_bias */
     if (q->tied >= 0) {
         int root = q->tied;
         while (sim->quant[root].tied >= 0) root = sim->quant[root].tied;
@@ -223,8 +242,10 @@ static nnq_status configure_quant(nnq_qat *qa, int i, const nnq_tensor *shapes) 
     /* N: elements per channel of a weight, features per image of an activation. */
     int64_t numel = q->role == NNQ_QROLE_WEIGHT ? nnq_tensor_numel(&g->values[q->input].t) / q->q.n
                                                 : nnq_tensor_numel(&shapes[q->input]);
+    /* Qp: grid steps above zero (qmax for z = 0; LSQ's signed grid has z mid-range). */
+    const int32_t qp = q->q.qmax - q->q.zero_point[0];
     t->learn_scale = true;
-    t->grad_scale = nnq_qat_grad_scale(numel, q->q.qmax > 0 ? q->q.qmax : q->q.qmax - q->q.qmin);
+    t->grad_scale = nnq_qat_grad_scale(numel, qp > 0 ? qp : q->q.qmax - q->q.qmin);
     NNQ_TRY(nnq_node_set_float(nd, "grad_scale", t->grad_scale));
     if (qa->opt.method == NNQ_QAT_LSQ_PLUS && q->role == NNQ_QROLE_ACT && !q->q.cfg.symmetric) {
         t->learn_zp = true;
@@ -240,13 +261,37 @@ nnq_status nnq_qat_build_graph(nnq_qat *qa) {
     NNQ_TRY(nnq_graph_clone(sim->g, &qa->g));
     if (qa->opt.keep_bn && sim->opt.weights.per_channel)
         for (int i = 0; i < sim->n_layers; i++) NNQ_TRY(put_back_bn(qa, i));
+    /* Weights and biases (and their scales) may have changed: drop the
+     * constants the clone copied, so preparing folds them afresh. */
+    for (int i = 0; i < sim->n_quant; i++)
+        if (sim->quant[i].role != NNQ_QROLE_ACT)
+            nnq_tensor_release(&qa->g->values[sim->quant[i].output].t);
     NNQ_TRY(nnq_graph_prepare(qa->g));
     shapes = calloc((size_t)qa->g->n_values, sizeof *shapes);
     if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
     nnq_status s = nnq_graph_infer_shapes(qa->g, NULL, shapes);
     for (int i = 0; i < sim->n_quant && s == NNQ_OK; i++) s = configure_quant(qa, i, shapes);
     free(shapes);
+    if (s == NNQ_OK) nnq_qat_sync_bias(qa);
     return s;
+}
+
+void nnq_qat_sync_bias(nnq_qat *qa) {
+    const nnq_qsim *sim = qa->sim;
+    nnq_graph *g = qa->g;
+    for (int i = 0; i < sim->n_quant; i++) {
+        const nnq_qsim_quant *q = &sim->quant[i];
+        if (q->role != NNQ_QROLE_BIAS) continue;
+        const nnq_qsim_layer *L = &sim->layers[q->layer];
+        int x = L->input_q;
+        while (sim->quant[x].tied >= 0) x = sim->quant[x].tied;
+        const nnq_qsim_quant *w = &sim->quant[L->weight_q];
+        const float *xs = nnq_f32(&g->values[sim->quant[x].scale_value].t);
+        const float *ws = nnq_f32(&g->values[w->scale_value].t);
+        float *bs = nnq_f32(&g->values[q->scale_value].t);
+        /* as nnq_qsim_sync's bias scales, in float */
+        for (int c = 0; c < q->q.n; c++) bs[c] = xs[0] * ws[w->q.n > 1 ? c : 0];
+    }
 }
 
 nnq_status nnq_qat_create(const nnq_graph *model, const nnq_dataset *calib,

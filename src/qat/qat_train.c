@@ -28,14 +28,28 @@ static nnq_status hook_setup(void *user, nnq_graph *g, nnq_params *ps) {
         if (sim->layers[i].bias >= 0)
             NNQ_TRY(nnq_params_add(ps, sim->layers[i].bias, NNQ_GROUP_NO_DECAY));
     }
-    int group = -1;
+    /* Offsets move in grid units, z = -beta / s: LSQ+'s beta learned at the
+     * quantizer rate is z learned at that rate over s (the mean initial
+     * step size of the learned offsets' quantizers). */
+    int group = -1, zgroup = -1;
+    double s_sum = 0;
+    int s_n = 0;
+    for (int i = 0; i < sim->n_quant; i++)
+        if (qa->q[i].learn_zp) s_sum += nnq_f32(&g->values[sim->quant[i].scale_value].t)[0], s_n++;
     for (int i = 0; i < sim->n_quant; i++) {
         const nnq_qat_quant *t = &qa->q[i];
         const nnq_qsim_quant *q = &sim->quant[i];
-        if ((t->learn_scale || t->learn_zp) && group < 0)
-            NNQ_TRY(nnq_params_add_group(ps, "quantizers", qa->opt.qlr_mult, false, &group));
+        if (t->learn_scale && group < 0)
+            NNQ_TRY(nnq_params_add_group(ps, "quantizer_scales", qa->opt.qlr_mult, false, &group));
+        if (t->learn_zp && zgroup < 0)
+            NNQ_TRY(nnq_params_add_group(ps, "quantizer_offsets",
+                                         (float)(qa->opt.qlr_mult / (s_sum / s_n)), false, &zgroup));
         if (t->learn_scale) NNQ_TRY(nnq_params_add(ps, q->scale_value, group));
-        if (t->learn_zp) NNQ_TRY(nnq_params_add(ps, q->zero_point_value, group));
+        if (t->learn_zp) NNQ_TRY(nnq_params_add(ps, q->zero_point_value, zgroup));
+        /* Bias scales follow the learned ones after each step: a resumed
+         * run needs them as they were, not as at the start. */
+        if (q->role == NNQ_QROLE_BIAS && (qa->opt.method != NNQ_QAT_STE || qa->opt.ema > 0))
+            NNQ_TRY(nnq_params_add_state(ps, q->scale_value));
         if (t->ema_lo >= 0) {
             NNQ_TRY(nnq_params_add_state(ps, q->scale_value));
             NNQ_TRY(nnq_params_add_state(ps, q->zero_point_value));
@@ -117,6 +131,7 @@ static nnq_status hook_after_step(void *user, nnq_params *ps, const nnq_autograd
         }
         if (t->ema_lo >= 0) NNQ_TRY(update_ema(qa, i, ag));
     }
+    nnq_qat_sync_bias(qa);
     return NNQ_OK;
 }
 
@@ -137,6 +152,10 @@ nnq_status nnq_qat_train(nnq_qat *qa, const nnq_dataset *train, const nnq_datase
     nnq_status s = nnq_train(qa->g, train, test, &c, out);
     nnq_exec_free(qa->teacher_exec);
     qa->teacher_exec = NULL;
+    /* Fold the weights' FakeQuant into constants again: g then runs the
+     * kernels the exported model runs (constant weights take other conv
+     * paths, whose float sums may differ in the last bit). */
+    if (s == NNQ_OK) s = nnq_graph_prepare(qa->g);
     return s;
 }
 

@@ -104,6 +104,7 @@ nnq_status nnq_qsim_calibrate(nnq_qsim *s, const nnq_dataset *d, const nnq_calib
             }
             if ((st = collect(s, t, i, &cs, o, x.dims[0], n)) != NNQ_OK) goto done;
         }
+        nnq_progress_report(&o->progress, "calibration", "images", start + x.dims[0], n);
     }
     for (int i = 0; i < nq && st == NNQ_OK; i++)
         if (calibrated(&s->quant[i])) st = set_range(&s->quant[i], &cs, i, o);

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/progress.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "ir/graph.h"
@@ -129,6 +130,7 @@ typedef struct nnq_calib_options {
     int64_t n;                      /* images (0: all of d) */
     int batch;                      /* images per run (default 64) */
     int threads;
+    nnq_progress progress;          /* "calibration", per batch */
 } nnq_calib_options;
 
 void nnq_calib_options_default(nnq_calib_options *o);

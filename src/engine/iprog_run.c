@@ -1,0 +1,337 @@
+/* The executor of an integer program (INT: the kernels; SIM: the float
+ * emulation, iprog_sim.c). Lifecycle: create (every operator's create:
+ * pack weights, precompute) -> run: when the batch size changes, plan
+ * (shapes at this batch, one arena for all tensors from their lifetimes,
+ * each operator's reshape, one scratch buffer for the largest need), then
+ * the operators in order.
+ *
+ * Threads: `threads` (0: omp_get_max_threads()) is set as the OpenMP
+ * thread count while planning and running, so the kernels (which split
+ * their work over (image, group, pixel block, channel chunk) items) and
+ * the other operators (over elements or planes) use both cores for a
+ * batch, each at one level, never nested. */
+#include <limits.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/iprog_impl.h"
+
+#define ARENA_ALIGN 64
+
+struct nnq_iexec {
+    const nnq_iprog *p;
+    nnq_engine_mode mode;
+    int threads;
+    const ip_impl **impl;  /* [n_ops] */
+    void **state;          /* [n_ops] */
+    nnq_tensor ***in, ***out; /* [n_ops] arrays of pointers into vals */
+    nnq_tensor *vals;      /* [n_tensors] shapes and data at the planned batch */
+    nnq_tensor *outs;      /* [n_outputs] outputs in their ONNX types */
+    int64_t batch;         /* planned batch, -1 before the first plan */
+    size_t *offset;        /* [n_tensors] arena offset, SIZE_MAX: not in the arena */
+    unsigned char *arena;
+    size_t arena_bytes;
+    void *scratch;
+    size_t scratch_bytes;
+    bool planned;
+};
+
+int nnq_iexec_double_layers(const nnq_iexec *e) {
+    return e->mode == NNQ_ENGINE_SIM ? ip_sim_double_layers(e->state, e->p) : 0;
+}
+
+void nnq_iexec_free(nnq_iexec *e) {
+    if (!e) return;
+    for (int i = 0; e->state && i < e->p->n_ops; i++)
+        if (e->state[i] && e->impl[i]->destroy) e->impl[i]->destroy(e->state[i]);
+    for (int i = 0; e->in && i < e->p->n_ops; i++) free(e->in[i]);
+    for (int i = 0; e->out && i < e->p->n_ops; i++) free(e->out[i]);
+    for (int i = 0; e->outs && i < e->p->n_outputs; i++) nnq_tensor_release(&e->outs[i]);
+    free(e->impl);
+    free(e->state);
+    free(e->in);
+    free(e->out);
+    free(e->vals);
+    free(e->outs);
+    free(e->offset);
+    free(e->arena);
+    free(e->scratch);
+    free(e);
+}
+
+/* Run f with the executor's thread count as OpenMP's default. */
+typedef struct omp_scope {
+    int saved;
+} omp_scope;
+static omp_scope omp_enter(const nnq_iexec *e) {
+    omp_scope s = {omp_get_max_threads()};
+    omp_set_num_threads(e->threads);
+    return s;
+}
+static void omp_leave(omp_scope s) { omp_set_num_threads(s.saved); }
+
+nnq_status nnq_iexec_create(const nnq_iprog *p, nnq_engine_mode mode, int threads,
+                            nnq_iexec **out) {
+    *out = NULL;
+    if (mode != NNQ_ENGINE_INT && mode != NNQ_ENGINE_SIM)
+        return nnq_fail(NNQ_ERR_INVALID, "unknown engine mode %d", (int)mode);
+    nnq_iexec *e = calloc(1, sizeof *e);
+    if (!e) return nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the integer executor");
+    e->p = p;
+    e->mode = mode;
+    e->threads = threads > 0 ? threads : omp_get_max_threads();
+    e->batch = -1;
+    const size_t no = (size_t)(p->n_ops ? p->n_ops : 1), nt = (size_t)(p->n_tensors ? p->n_tensors : 1);
+    e->impl = calloc(no, sizeof *e->impl);
+    e->state = calloc(no, sizeof *e->state);
+    e->in = calloc(no, sizeof *e->in);
+    e->out = calloc(no, sizeof *e->out);
+    e->vals = calloc(nt, sizeof *e->vals);
+    e->offset = calloc(nt, sizeof *e->offset);
+    e->outs = calloc((size_t)(p->n_outputs ? p->n_outputs : 1), sizeof *e->outs);
+    nnq_status s = NNQ_OK;
+    if (!e->impl || !e->state || !e->in || !e->out || !e->vals || !e->offset || !e->outs) {
+        s = nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the integer executor");
+        goto fail;
+    }
+    omp_scope sc = omp_enter(e);
+    for (int i = 0; i < p->n_ops && s == NNQ_OK; i++) {
+        const ip_op *op = &p->ops[i];
+        e->impl[i] = mode == NNQ_ENGINE_INT ? ip_int_impls[op->kind] : ip_sim_impls[op->kind];
+        e->in[i] = calloc((size_t)(op->n_in ? op->n_in : 1), sizeof(nnq_tensor *));
+        e->out[i] = calloc((size_t)(op->n_out ? op->n_out : 1), sizeof(nnq_tensor *));
+        if (!e->in[i] || !e->out[i]) {
+            s = nnq_fail(NNQ_ERR_NOMEM, "out of memory creating the integer executor");
+            break;
+        }
+        for (int k = 0; k < op->n_in; k++) e->in[i][k] = op->in[k] >= 0 ? &e->vals[op->in[k]] : NULL;
+        for (int k = 0; k < op->n_out; k++) e->out[i][k] = op->out[k] >= 0 ? &e->vals[op->out[k]] : NULL;
+        if (e->impl[i]->create) s = e->impl[i]->create(p, op, &e->state[i]);
+    }
+    omp_leave(sc);
+    if (s != NNQ_OK) goto fail;
+    *out = e;
+    return NNQ_OK;
+fail:
+    nnq_iexec_free(e);
+    return s;
+}
+
+/* ---- planning ---- */
+
+typedef struct block {
+    size_t off, size;
+    int last;
+} block;
+
+static int cmp_off(const void *a, const void *b) {
+    const block *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* Whether tensor t (a base) needs arena space: everything an operator
+ * writes, and inputs stored shifted (int8 -> uint8). */
+static bool in_arena(const nnq_iprog *p, int t, const bool *is_input) {
+    if (!is_input[t]) return true;
+    return p->t[t].onnx_dtype != p->t[t].dtype;
+}
+
+static nnq_status plan_arena(nnq_iexec *e) {
+    const nnq_iprog *p = e->p;
+    const int nt = p->n_tensors;
+    nnq_status s = NNQ_OK;
+    int *first = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    int *last = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    bool *is_input = calloc((size_t)(nt ? nt : 1), 1);
+    block *blocks = malloc(sizeof(block) * (size_t)(nt ? nt : 1));
+    block *live = malloc(sizeof(block) * (size_t)(nt ? nt : 1));
+    if (!first || !last || !is_input || !blocks || !live) {
+        s = nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the integer executor");
+        goto done;
+    }
+    for (int t = 0; t < nt; t++) {
+        first[t] = INT_MAX;
+        last[t] = -1;
+        e->offset[t] = SIZE_MAX;
+    }
+    for (int i = 0; i < p->n_inputs; i++) {
+        is_input[p->inputs[i]] = true;
+        first[p->inputs[i]] = -1;
+    }
+    for (int i = 0; i < p->n_ops; i++) {
+        const ip_op *op = &p->ops[i];
+        for (int k = 0; k < op->n_out; k++)
+            if (op->out[k] >= 0 && first[op->out[k]] > i) first[op->out[k]] = i;
+        for (int k = 0; k < op->n_in; k++) {
+            const int b = op->in[k] >= 0 ? ip_base(p, op->in[k]) : -1;
+            if (b >= 0 && last[b] < i) last[b] = i;
+        }
+    }
+    for (int i = 0; i < p->n_outputs; i++) last[ip_base(p, p->outputs[i])] = INT_MAX;
+    int n_blocks = 0;
+    size_t total = 0;
+    /* place tensors in order of definition: inputs, then operator outputs */
+    for (int step = -1; step < p->n_ops; step++) {
+        const int n_def = step < 0 ? p->n_inputs : p->ops[step].n_out;
+        for (int k = 0; k < n_def; k++) {
+            const int t = step < 0 ? p->inputs[k] : p->ops[step].out[k];
+            if (t < 0 || !in_arena(p, t, is_input)) continue;
+            size_t bytes;
+            if ((s = nnq_tensor_nbytes(&e->vals[t], &bytes)) != NNQ_OK) goto done;
+            bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+            if (bytes == 0) bytes = ARENA_ALIGN;
+            const int from = step < 0 ? -1 : step;
+            int n_live = 0;
+            for (int b = 0; b < n_blocks; b++)
+                if (blocks[b].last >= from) live[n_live++] = blocks[b];
+            qsort(live, (size_t)n_live, sizeof *live, cmp_off);
+            size_t off = 0;
+            for (int b = 0; b < n_live; b++) {
+                if (live[b].off >= off + bytes) break;
+                if (live[b].off + live[b].size > off) off = live[b].off + live[b].size;
+            }
+            e->offset[t] = off;
+            blocks[n_blocks++] = (block){off, bytes, last[t] < from ? from : last[t]};
+            if (off + bytes > total) total = off + bytes;
+        }
+    }
+    if (total > e->arena_bytes) {
+        free(e->arena);
+        e->arena = aligned_alloc(ARENA_ALIGN, total);
+        e->arena_bytes = e->arena ? total : 0;
+        if (!e->arena) {
+            s = nnq_fail(NNQ_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", total);
+            goto done;
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        if (e->offset[t] != SIZE_MAX) e->vals[t].data = e->arena + e->offset[t];
+done:
+    free(first);
+    free(last);
+    free(is_input);
+    free(blocks);
+    free(live);
+    return s;
+}
+
+static nnq_status plan(nnq_iexec *e, int64_t batch) {
+    const nnq_iprog *p = e->p;
+    e->planned = false;
+    for (int t = 0; t < p->n_tensors; t++) {
+        const ip_tensor *pt = &p->t[t];
+        nnq_tensor *v = &e->vals[t];
+        memset(v, 0, sizeof *v);
+        v->dtype = pt->dtype;
+        v->rank = pt->rank;
+        memcpy(v->dims, pt->dims, sizeof(int64_t) * (size_t)pt->rank);
+        if (pt->batched) v->dims[0] = batch;
+        size_t bytes;
+        NNQ_TRY(nnq_tensor_nbytes(v, &bytes));
+    }
+    NNQ_TRY(plan_arena(e));
+    for (int t = 0; t < p->n_tensors; t++)
+        if (p->t[t].alias >= 0) e->vals[t].data = NULL; /* set per run from the base */
+    size_t need = 0;
+    for (int i = 0; i < p->n_ops; i++) {
+        ip_call c = {.p = p, .op = &p->ops[i], .index = i, .in = e->in[i], .out = e->out[i],
+                     .state = e->state[i], .threads = e->threads};
+        size_t b = 0;
+        NNQ_TRY(e->impl[i]->reshape(&c, &b));
+        if (b > need) need = b;
+    }
+    need = (need + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (need > e->scratch_bytes) {
+        free(e->scratch);
+        e->scratch = aligned_alloc(ARENA_ALIGN, need);
+        e->scratch_bytes = e->scratch ? need : 0;
+        if (!e->scratch) return nnq_fail(NNQ_ERR_NOMEM, "cannot allocate %zu bytes of scratch", need);
+    }
+    /* outputs in their ONNX types: int8 ones get a buffer of their own */
+    for (int i = 0; i < p->n_outputs; i++) {
+        const ip_tensor *pt = &p->t[p->outputs[i]];
+        nnq_tensor_release(&e->outs[i]);
+        if (pt->onnx_dtype != pt->dtype)
+            NNQ_TRY(nnq_tensor_alloc(&e->outs[i], pt->onnx_dtype, e->vals[p->outputs[i]].rank,
+                                     e->vals[p->outputs[i]].dims));
+    }
+    e->batch = batch;
+    e->planned = true;
+    return NNQ_OK;
+}
+
+/* ---- running ---- */
+
+static nnq_status check_input(const nnq_iexec *e, int i, const nnq_tensor *x, int64_t *batch) {
+    const ip_tensor *pt = &e->p->t[e->p->inputs[i]];
+    char got[128];
+    bool ok = x->dtype == pt->onnx_dtype && x->rank == pt->rank && x->data;
+    for (int k = 0; ok && k < x->rank; k++)
+        if (x->dims[k] != pt->dims[k] && !(k == 0 && pt->batched && x->dims[0] >= 1)) ok = false;
+    if (!ok) {
+        nnq_tensor want;
+        nnq_iprog_input_shape(e->p, i, &want);
+        char ws[128];
+        return nnq_fail(NNQ_ERR_SHAPE, "input '%s' must be %s [%s] (-1: any batch), got %s [%s]",
+                        pt->name, nnq_dtype_name(pt->onnx_dtype), nnq_shape_str(&want, ws, sizeof ws),
+                        nnq_dtype_name(x->dtype), nnq_shape_str(x, got, sizeof got));
+    }
+    const int64_t b = pt->batched ? x->dims[0] : -1;
+    if (b >= 0 && *batch >= 0 && b != *batch)
+        return nnq_fail(NNQ_ERR_SHAPE, "inputs disagree on the batch size (%lld vs %lld)",
+                        (long long)b, (long long)*batch);
+    if (b >= 0) *batch = b;
+    return NNQ_OK;
+}
+
+nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) {
+    const nnq_iprog *p = e->p;
+    int64_t batch = -1;
+    for (int i = 0; i < p->n_inputs; i++) NNQ_TRY(check_input(e, i, &inputs[i], &batch));
+    if (batch < 0) batch = 1;
+    nnq_status s = NNQ_OK;
+    omp_scope sc = omp_enter(e);
+    if (!e->planned || batch != e->batch) s = plan(e, batch);
+    for (int i = 0; i < p->n_inputs && s == NNQ_OK; i++) {
+        nnq_tensor *v = &e->vals[p->inputs[i]];
+        const ip_tensor *pt = &p->t[p->inputs[i]];
+        if (pt->onnx_dtype == pt->dtype) {
+            v->data = inputs[i].data;
+            continue;
+        }
+        const int8_t *src = inputs[i].data; /* int8 stored as uint8 + 128 */
+        uint8_t *dst = v->data;
+        for (int64_t k = 0; k < nnq_tensor_numel(v); k++) dst[k] = (uint8_t)(src[k] + 128);
+    }
+    for (int t = 0; t < p->n_tensors && s == NNQ_OK; t++)
+        if (p->t[t].alias >= 0) e->vals[t].data = e->vals[ip_base(p, t)].data;
+    for (int i = 0; i < p->n_ops && s == NNQ_OK; i++) {
+        ip_call c = {.p = p, .op = &p->ops[i], .index = i, .in = e->in[i], .out = e->out[i],
+                     .state = e->state[i], .scratch = e->scratch, .scratch_bytes = e->scratch_bytes,
+                     .threads = e->threads};
+        s = e->impl[i]->run(&c);
+        if (s != NNQ_OK) nnq_fail_context(s, "%s operator '%s': ", ip_kind_name(p->ops[i].kind),
+                                          p->ops[i].name);
+    }
+    omp_leave(sc);
+    if (s != NNQ_OK) return s;
+    for (int i = 0; i < p->n_outputs; i++) {
+        const nnq_tensor *v = &e->vals[p->outputs[i]];
+        nnq_tensor *o = &e->outs[i];
+        if (p->t[p->outputs[i]].onnx_dtype == v->dtype) {
+            *o = *v;
+            o->owns = false;
+            continue;
+        }
+        const uint8_t *src = v->data;
+        int8_t *dst = o->data;
+        for (int64_t k = 0; k < nnq_tensor_numel(v); k++) dst[k] = (int8_t)(src[k] - 128);
+    }
+    return NNQ_OK;
+}
+
+const nnq_tensor *nnq_iexec_output(const nnq_iexec *e, int i) {
+    if (i < 0 || i >= e->p->n_outputs) return NULL;
+    return &e->outs[i];
+}
