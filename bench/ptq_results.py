@@ -73,10 +73,33 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-limit", type=int, default=0)
     ap.add_argument("--out", default="docs/results.md")
+    ap.add_argument("--render-only", action="store_true",
+                    help="no runs: rebuild the tables from bench/results/ptq_shipped.jsonl "
+                         "(e.g. after an interrupted run; missing cells say 'not run')")
     a = ap.parse_args()
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    log = open(os.path.join(ROOT, "bench", "results", "ptq_shipped.jsonl"), "w")
+    jsonl = os.path.join(ROOT, "bench", "results", "ptq_shipped.jsonl")
+    rows = from_jsonl(jsonl, a.models.split(",")) if a.render_only else run_all(a, jsonl)
+    render(a, rows)
+
+
+def from_jsonl(path, models):
+    """Rows as run_all makes them, from the runs recorded in path."""
+    runs = [json.loads(line) for line in open(path) if line.strip()]
+    rows = []
+    for m in models:
+        mine = {r["config"]: r for r in runs if r.get("model") in (m, f"models/{m}.onnx")}
+        if not mine:
+            continue
+        fp32 = next((r["float_top1"] for r in mine.values() if "float_top1" in r), None)
+        cells = [mine.get(t, {"config": t, "error": "not run"}) for t, _ in CONFIGS]
+        rows.append({"model": m, "fp32": fp32, "cells": cells})
+    return rows
+
+
+def run_all(a, jsonl):
+    log = open(jsonl, "w")
     rows = []
     for m in a.models.split(","):
         path = f"models/{m}.onnx"
@@ -100,7 +123,10 @@ def main():
                      else r["error"]), file=sys.stderr)
             row["cells"].append(r)
         rows.append(row)
+    return rows
 
+
+def render(a, rows):
     lines = [BEGIN, "", "## Post-training quantization of the shipped models (issue 4)", ""]
     lines.append(f"Produced by `/usr/bin/python3 bench/ptq_results.py --adaround-iters "
                  f"{a.adaround_iters} --calib-size {a.calib_size} --threads {a.threads}` on "
@@ -117,6 +143,8 @@ def main():
             if "quant_top1" in r:
                 cells.append(f"{r['quant_top1']:.2f} ({r['quant_top1'] - row['fp32']:+.2f}, "
                              f"{r['seconds']:.0f} s)")
+            elif r.get("error") == "not run":
+                cells.append("not run")
             else:
                 cells.append("failed: " + r["error"].replace("|", "/"))
         fp = f"{row['fp32']:.2f}" if row["fp32"] is not None else "?"

@@ -187,7 +187,7 @@ def main():
 
     blines = [BENCH_SECTION, "",
               f"`{cmdline}` on {datetime.date.today()}, {cpu_model()}: QAT training throughput "
-              "(images/s over the training steps, evaluation excluded), trainable parameters and "
+              "(images/s over the training steps, evaluation excluded) and "
               "peak resident memory of the `nnq qat` process (GNU time).", "",
               "| model | W/A | method | images/s | train seconds | peak RSS (MB) |",
               "|---|---|---|---:|---:|---:|"]

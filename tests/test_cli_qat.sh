@@ -108,7 +108,7 @@ cmp -s "$TMP/straight.onnx" "$TMP/resumed.onnx" || fail "resumed model differs f
 "$PY" - "$NNQ" "$TMP" <<'PYEOF' || fail "SIGINT checks"
 import os, signal, subprocess, sys, time
 nnq, tmp = sys.argv[1], sys.argv[2]
-args = [nnq, "qat", f"{tmp}/tiny.onnx", "-o", f"{tmp}/int.onnx", "--train-limit", "20000",
+args = [nnq, "qat", f"{tmp}/tiny.onnx", "-o", f"{tmp}/int.onnx", "--train-limit", "6000",
         "--batch", "32", "--epochs", "1", "--calib-size", "64", "--threads", "1"]
 p = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
 line = ""
@@ -124,7 +124,7 @@ rc = p.wait()
 assert rc == 130, (rc, err)
 assert "interrupted by SIGINT" in err and f"{tmp}/int.onnx.ckpt" in err, err
 assert not os.path.exists(f"{tmp}/int.onnx"), "model written after an interrupt"
-r = subprocess.run(args[:5] + ["--train-limit", "20000", "--batch", "32", "--epochs", "1",
+r = subprocess.run(args[:5] + ["--train-limit", "6000", "--batch", "32", "--epochs", "1",
                    "--calib-size", "64", "--threads", "2", "--quiet", "--resume",
                    f"{tmp}/int.onnx.ckpt"], capture_output=True, text=True)
 assert r.returncode == 0 and os.path.exists(f"{tmp}/int.onnx"), r.stderr

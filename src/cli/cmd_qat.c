@@ -72,8 +72,8 @@ void cmd_qat_help(FILE *fp) {
             "  --epochs N             epochs (default 3)\n"
             "  --batch B              images per step (default 128)\n"
             "  --optimizer O          adam (default) or sgd (momentum 0.9, Nesterov)\n"
-            "  --lr LR                learning rate, cosine schedule (default 1e-4 adam,\n"
-            "                         1e-3 sgd)\n"
+            "  --lr LR                learning rate, cosine schedule (default 3e-4 adam,\n"
+            "                         1e-2 sgd)\n"
             "  --qlr LR               learning rate of scales and offsets (default lr / 10)\n"
             "  --wd WD                weight decay on weights (default 0; lower it at low bits)\n"
             "  --distill T            distillation from the float model at temperature T\n"
@@ -84,8 +84,10 @@ void cmd_qat_help(FILE *fp) {
             "  --train-limit N        train on the first N training images (0: all 60000)\n"
             "  --test-limit N         evaluate on the first N test images (0: all 10000)\n"
             "  --calib-size N         images for range initialisation (default 1024)\n"
-            "  --eval                 top-1 of the float model, the quantized start, every\n"
-            "                         epoch and the export, on the test split\n"
+            "  --eval                 top-1 on the test split of the float model, the PTQ\n"
+            "                         simulation training starts from (BN folded), the\n"
+            "                         training graph before training and after each epoch,\n"
+            "                         and the export\n"
             "  --encodings PATH       also write AIMET-style encodings JSON\n"
             "  --checkpoint PATH      write a checkpoint after every epoch (atomically)\n"
             "  --checkpoint-every N   also every N steps (needs --checkpoint)\n"
@@ -209,7 +211,7 @@ static int make_options(const qat_opts *o, nnq_qat_options *q, nnq_train_config 
     else return cli_usage_error("qat", "--optimizer must be adam or sgd, got '%s'", o->optimizer);
     c->optim = nnq_optim_defaults(kind);
     c->optim.weight_decay = 0;
-    c->lr = kind == NNQ_OPTIM_ADAM ? 1e-4f : 1e-3f;
+    c->lr = kind == NNQ_OPTIM_ADAM ? 3e-4f : 1e-2f;
     float qlr = -1;
     if (!parse_float("lr", o->lr_s, 0, 100, &c->lr) || !parse_float("qlr", o->qlr_s, 0, 100, &qlr) ||
         !parse_float("wd", o->wd_s, 0, 1, &c->optim.weight_decay) ||
@@ -219,7 +221,7 @@ static int make_options(const qat_opts *o, nnq_qat_options *q, nnq_train_config 
         return CLI_EXIT_USAGE;
     if (o->ema_s && q->method != NNQ_QAT_STE)
         return cli_usage_error("qat", "--ema applies to --method ste only");
-    q->qlr_mult = qlr < 0 ? 0.1f : (c->lr > 0 ? qlr / c->lr : 0.0f);
+    if (qlr >= 0) q->qlr_mult = c->lr > 0 ? qlr / c->lr : 0.0f; /* else the default lr / 10 */
     if (qlr > 0 && !(c->lr > 0)) return cli_usage_error("qat", "--qlr > 0 needs --lr > 0");
     c->epochs = (int)o->epochs;
     c->batch = o->batch;
@@ -266,7 +268,7 @@ static void on_progress(const nnq_train_progress *p, void *user) {
 /* ---- the command ---- */
 
 typedef struct qat_result {
-    double float_top1, start_top1, qat_top1, export_top1;
+    double float_top1, ptq_top1, start_top1, qat_top1, export_top1;
     double init_seconds, seconds;
     nnq_train_result tr;
 } qat_result;
@@ -310,6 +312,7 @@ static void report_json(const qat_opts *o, const nnq_qat *qa, const nnq_train_co
     cli_json_double(&j, "seconds", r->seconds);
     if (o->eval) {
         cli_json_double(&j, "float_top1", 100 * r->float_top1);
+        cli_json_double(&j, "ptq_top1", 100 * r->ptq_top1);
         cli_json_double(&j, "start_top1", 100 * r->start_top1);
         cli_json_double(&j, "qat_top1", 100 * r->qat_top1);
         cli_json_double(&j, "export_top1", 100 * r->export_top1);
@@ -372,6 +375,7 @@ int cmd_qat_run(int argc, char **argv) {
     if (s == NNQ_OK) s = nnq_qat_create(model, &calib, &qo, &qa);
     r.init_seconds = cli_now() - t0;
     if (s == NNQ_OK && o.eval) s = top1(qa->teacher, &test, th, &r.float_top1);
+    if (s == NNQ_OK && o.eval) s = top1(qa->sim->g, &test, th, &r.ptq_top1);
     if (s == NNQ_OK && o.eval) s = top1(qa->g, &test, th, &r.start_top1);
     if (s == NNQ_OK && !o.quiet) {
         fprintf(stderr, "qat %s: W%dA%d %s %s, init %s, %d layers, %d BN kept, %.1f s to set up\n",
@@ -380,8 +384,8 @@ int cmd_qat_run(int argc, char **argv) {
                 nnq_qat_method_name(qo.method), nnq_qat_init_name(qo.init), qa->sim->n_layers,
                 qa->n_bn, r.init_seconds);
         if (o.eval)
-            fprintf(stderr, "top-1: float %.2f%%, quantized start %.2f%%\n", 100 * r.float_top1,
-                    100 * r.start_top1);
+            fprintf(stderr, "top-1: float %.2f%%, PTQ %.2f%%, training start %.2f%%\n",
+                    100 * r.float_top1, 100 * r.ptq_top1, 100 * r.start_top1);
     }
     if (s == NNQ_OK && cli_interrupt_signal()) {
         fprintf(stderr, "nnq: interrupted by %s before training started; nothing saved\n",

@@ -106,7 +106,9 @@ int ptq_cli_parse(const char *cmd, int argc, char **argv, ptq_cli_opts *o, const
     }
     if (n_pos != 1) return cli_usage_error(cmd, "expected one MODEL.onnx argument");
     o->model = pos[0];
-    if (!o->output) return cli_usage_error(cmd, "-o PATH is required");
+    if (!o->output)
+        return cli_usage_error(cmd, "-o %s is required",
+                               strcmp(cmd, "analyze") == 0 ? "REPORT.html" : "OUT.onnx");
     if (o->per_tensor && o->per_channel)
         return cli_usage_error(cmd, "--per-tensor and --per-channel exclude each other");
     if ((o->eval_data != NULL) != (o->eval_labels != NULL))

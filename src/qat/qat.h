@@ -94,7 +94,7 @@ typedef struct nnq_qat_options {
     int calib_batch;         /* default 64 */
     float ema;               /* ste: running-range averaging constant (0: fixed ranges) */
     bool keep_bn;            /* per-channel weights: BN kept in training (default true) */
-    float qlr_mult;          /* quantizer scales' lr = this x the scheduled lr (default 1) */
+    float qlr_mult;          /* quantizer scales' lr = this x the scheduled lr (default 0.1) */
     float distill_t;         /* > 0: distillation from the teacher at this temperature */
     float distill_alpha;     /* weight of the distillation term vs cross-entropy
                                 (default 1: distillation only) */

@@ -43,7 +43,7 @@ void nnq_qat_options_default(nnq_qat_options *o) {
     o->calib_n = 1024;
     o->calib_batch = 64;
     o->keep_bn = true;
-    o->qlr_mult = 1.0f;
+    o->qlr_mult = 0.1f;
     o->distill_alpha = 1.0f;
     o->lsqp_steps = 300;
 }
