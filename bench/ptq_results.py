@@ -76,10 +76,12 @@ def main():
     ap.add_argument("--render-only", action="store_true",
                     help="no runs: rebuild the tables from bench/results/ptq_shipped.jsonl "
                          "(e.g. after an interrupted run; missing cells say 'not run')")
+    ap.add_argument("--jsonl", default="bench/results/ptq_shipped.jsonl",
+                    help="raw results, one JSON line per run (written, or read by --render-only)")
     a = ap.parse_args()
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    jsonl = os.path.join(ROOT, "bench", "results", "ptq_shipped.jsonl")
+    jsonl = os.path.join(ROOT, a.jsonl)
     rows = from_jsonl(jsonl, a.models.split(",")) if a.render_only else run_all(a, jsonl)
     render(a, rows)
 
