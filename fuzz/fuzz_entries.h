@@ -48,6 +48,9 @@ const char *fuzz_qdq(const uint8_t *data, size_t size, nnq_status *status);
 /* Forward passes fuzz_qdq has completed, so a test can tell that the run
  * step was reached and not always skipped. */
 extern long fuzz_qdq_passes;
+/* A packed integer program (.nnqi): nnq_iprog_from_bytes, then INT and SIM
+ * runs on zero inputs that must agree byte for byte. */
+const char *fuzz_nnqi(const uint8_t *data, size_t size, nnq_status *status);
 
 extern const fuzz_target fuzz_targets[];
 extern const int fuzz_n_targets;

@@ -5,7 +5,7 @@
 # run each target for FUZZ_SECONDS, and print one line per target:
 # executions, seconds, crashes. Exit status 1 if any target crashed.
 #
-#   scripts/fuzz.sh [TARGET...]     targets: onnx npy idx qdq (default: all)
+#   scripts/fuzz.sh [TARGET...]     targets: onnx npy idx qdq nnqi (default: all)
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 60)
@@ -27,7 +27,7 @@ cd "$ROOT"
 SECONDS_PER="${FUZZ_SECONDS:-60}"
 BUILD="${FUZZ_BUILD:-build-fuzz}"
 JOBS="${FUZZ_JOBS:-2}"
-TARGETS="${*:-onnx npy idx qdq}"
+TARGETS="${*:-onnx npy idx qdq nnqi}"
 PY=/usr/bin/python3
 FMNIST="${NNQ_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 CONFORMANCE=/usr/include/onnx/backend/test/data
@@ -43,7 +43,7 @@ echo "fuzz: building $BUILD (log: $BUILD/logs/build.log)" >&2
 if ! { CC=clang cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNNQ_FUZZ=ON \
         -DOpenMP_C_FLAGS=-fopenmp=libgomp -DOpenMP_C_LIB_NAMES=gomp \
         -DOpenMP_gomp_LIBRARY="$(gcc -print-file-name=libgomp.so)" &&
-    cmake --build "$BUILD" -j "$JOBS" --target fuzz_onnx fuzz_npy fuzz_idx fuzz_qdq; } \
+    cmake --build "$BUILD" -j "$JOBS" --target fuzz_onnx fuzz_npy fuzz_idx fuzz_qdq fuzz_nnqi; } \
     >"$BUILD/logs/build.log" 2>&1; then
     tail -n 30 "$BUILD/logs/build.log" >&2
     echo "fuzz: build failed" >&2
@@ -128,6 +128,18 @@ if os.path.exists(images):
 EOF
 }
 
+seed_nnqi() { # integer programs: the corpus's valid .nnqi and the QDQ seeds lowered by nnq
+    d="$SEEDS/nnqi"
+    mkdir -p "$d"
+    nnq="$BUILD/nnq"
+    [ -x "$nnq" ] || nnq=build/nnq
+    [ -d "$SEEDS/qdq" ] || seed_qdq
+    for f in "$SEEDS"/qdq/*.onnx; do
+        [ -x "$nnq" ] && "$nnq" lower "$f" -o "$d/$(basename "$f" .onnx).nnqi" --quiet 2>/dev/null
+    done
+    return 0
+}
+
 # ---- run ----
 # Inputs libFuzzer kept as findings (slow-unit-* files are only notes).
 count_crashes() {
@@ -144,7 +156,7 @@ crashed=0
 for t in $TARGETS; do
     bin="$BUILD/fuzz/fuzz_$t"
     if [ ! -x "$bin" ]; then
-        echo "fuzz: unknown target '$t' (targets: onnx npy idx qdq)" >&2
+        echo "fuzz: unknown target '$t' (targets: onnx npy idx qdq nnqi)" >&2
         exit 2
     fi
     [ -d "$SEEDS/$t" ] || "seed_$t"

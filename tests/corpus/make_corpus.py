@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write the malformed-input corpus that tests/test_corpus_replay.c replays.
 
-One folder per fuzz target (fuzz/fuzz_entries.h): onnx/, npy/, idx/, qdq/.
+One folder per fuzz target (fuzz/fuzz_entries.h): onnx/, npy/, idx/, qdq/, nnqi/.
 A file's prefix says what the replay expects:
   ok-*     a valid input: it must load (and, for onnx and qdq, prepare)
   bad-*    a malformed input: it must be rejected with a one-line message
@@ -507,17 +507,48 @@ def make_idx():
     write("idx", "bad-gz-header-only.idx.gz", g[:10])
 
 
+def make_nnqi(nnq, qdq):
+    """The tiny QDQ model lowered to a .nnqi by `nnq lower`, then damaged:
+    cut short, a bit flipped in each header field and in the payload (the
+    CRC-32 catches those), and header sizes that lie."""
+    import struct
+    clean("nnqi")
+    with tempfile.TemporaryDirectory() as tmp:
+        q, out = os.path.join(tmp, "tiny_qdq.onnx"), os.path.join(tmp, "tiny.nnqi")
+        with open(q, "wb") as f:
+            f.write(ser(qdq))
+        subprocess.run([nnq, "lower", q, "-o", out, "--quiet"], check=True)
+        data = open(out, "rb").read()
+    write("nnqi", "ok-tiny.nnqi", data)
+    truncations("nnqi", "tiny", data, ".nnqi")
+    fields = {"magic": 1, "version": 8, "flags": 12, "stored-size": 16, "raw-size": 24, "crc": 32}
+    for name, off in fields.items():
+        write("nnqi", f"bad-tiny-bitflip-{name}.nnqi", flip(data, off, 0))
+    for frac in (0.2, 0.5, 0.8):
+        off = 40 + int((len(data) - 40) * frac)
+        write("nnqi", f"bad-tiny-bitflip-payload-{off}.nnqi", flip(data, off, 3))
+    huge = bytearray(data)
+    huge[24:32] = struct.pack("<Q", 1 << 40)  # inflates to a terabyte, it says
+    write("nnqi", "bad-tiny-oversized-raw-size.nnqi", bytes(huge))
+    huge = bytearray(data)
+    huge[16:24] = struct.pack("<Q", (1 << 64) - 1)
+    write("nnqi", "bad-tiny-oversized-stored-size.nnqi", bytes(huge))
+    write("nnqi", "bad-tiny-padded.nnqi", data + b"\0" * 16)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nnq", default="build/nnq", help="nnq binary (default build/nnq)")
+    ap.add_argument("--only", help="one target's folder only (e.g. nnqi)")
     args = ap.parse_args()
     if not os.access(args.nnq, os.X_OK):
         sys.exit(f"make_corpus: {args.nnq} is not an nnq binary (build first or pass --nnq)")
     tiny, qdq = nnq_models(args.nnq)
-    make_onnx(tiny)
-    make_qdq(qdq)
-    make_npy()
-    make_idx()
+    makers = {"onnx": lambda: make_onnx(tiny), "qdq": lambda: make_qdq(qdq), "npy": make_npy,
+              "idx": make_idx, "nnqi": lambda: make_nnqi(args.nnq, qdq)}
+    for name, make in makers.items():
+        if args.only in (None, name):
+            make()
     total = sum(os.path.getsize(os.path.join(dp, f))
                 for dp, _, fs in os.walk(HERE) for f in fs)
     print(f"make_corpus: corpus is {total} bytes")
