@@ -422,9 +422,10 @@ lw_result lw_quantize_node(lower_ctx *L, int n) {
             qp->scale[c] = nnq_f32(sc)[c];
             qp->zp[c] = (zt ? (int32_t)nnq_tensor_get_int(zt, c) : 0) + shift;
             if (!(qp->scale[c] > 0) || !isfinite(qp->scale[c])) {
+                const double bad = qp->scale[c]; /* read before the free */
                 ip_par_free(IP_QUANTIZE, qp);
                 return lw_err(L, nnq_fail(NNQ_ERR_INVALID, "QuantizeLinear '%s': scale %g",
-                                          nd->name, (double)qp->scale[c]));
+                                          nd->name, bad));
             }
         }
         int t;
