@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--render-only", action="store_true",
                     help="no runs: rebuild the tables from bench/results/ptq_shipped.jsonl "
                          "(e.g. after an interrupted run; missing cells say 'not run')")
+    ap.add_argument("--note", default="", help="a sentence about the run's conditions, for BENCHMARKS.md")
     ap.add_argument("--jsonl", default="bench/results/ptq_shipped.jsonl",
                     help="raw results, one JSON line per run (written, or read by --render-only)")
     a = ap.parse_args()
@@ -189,7 +190,8 @@ def write_benchmarks(a, rows):
              f"`/usr/bin/python3 bench/ptq_results.py --adaround-iters {a.adaround_iters} "
              f"--calib-size {a.calib_size} --threads {a.threads}` on {datetime.date.today()}, "
              f"{cpu_model()}: wall time of `nnq quantize` (load, passes, export; evaluation "
-             "excluded) and peak resident memory of the process (GNU time, evaluation included).",
+             "excluded) and peak resident memory of the process (GNU time, evaluation included)."
+             + (" " + a.note if a.note else ""),
              "", "| model | configuration | seconds | peak RSS (MB) | slowest steps |",
              "|---|---|---:|---:|---|"]
     for row in rows:
