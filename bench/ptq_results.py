@@ -18,11 +18,10 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, replace_section, run
+
 BEGIN, END = "<!-- ptq-shipped:begin -->", "<!-- ptq-shipped:end -->"
 
 # (column title, nnq quantize options); "{it}" is the AdaRound iteration count.
@@ -38,30 +37,8 @@ CONFIGS = [
 ]
 
 
-def run(cmd):
-    """Run an nnq command with --json; its JSON plus peak_rss_mb (GNU time)."""
-    rss_file = "/tmp/nnq_ptq_rss.txt"
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, cwd=ROOT,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        err = (p.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": err}
-    r = json.loads(p.stdout)
-    try:
-        r["peak_rss_mb"] = int(open(rss_file).read().split()[-1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return r
 
 
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def main():
@@ -160,24 +137,11 @@ def render(a, rows):
               "logits, 32-bit biases.", "", END]
     section = "\n".join(lines) + "\n"
 
-    out = os.path.join(ROOT, a.out)
-    text = open(out).read() if os.path.exists(out) else "# nnq results\n\n"
-    if BEGIN in text and END in text:
-        pre, rest = text.split(BEGIN, 1)
-        post = rest.split(END, 1)[1].lstrip("\n")
-        text = pre + section + ("\n" + post if post else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    write_atomic(out, text)
+    replace_section(os.path.join(ROOT, a.out), BEGIN, END, section)
     print(section)
     write_benchmarks(a, rows)
 
 
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 BENCH_SECTION = "## PTQ run time and memory (issue 4)"
@@ -203,15 +167,7 @@ def write_benchmarks(a, rows):
             lines.append(f"| {row['model']} | {r['config']} | {r['seconds']:.1f} | "
                          f"{r.get('peak_rss_mb', float('nan')):.0f} | {st} |")
     section = "\n".join(lines) + "\n"
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BENCH_SECTION in text:
-        pre, rest = text.split(BENCH_SECTION, 1)
-        nxt = rest.find("\n## ")
-        post = rest[nxt + 1:] if nxt >= 0 else ""
-        text = pre + section + ("\n" + post if post else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    write_atomic(path, text)
+    replace_section(path, BENCH_SECTION, None, section, heading_mode=True)
 
 
 if __name__ == "__main__":

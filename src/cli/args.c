@@ -2,6 +2,7 @@
 #include "cli/args.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +90,22 @@ cli_parse_result cli_parse_args(const char *cmd, int argc, char **argv, const cl
         if (!set_value(cmd, o, val)) return CLI_PARSE_ERROR;
     }
     return CLI_PARSE_OK;
+}
+
+bool cli_parse_float(const char *cmd, const char *name, const char *s, double lo, double hi,
+                     float *out) {
+    if (!s) return true;
+    char *end = NULL;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) {
+        cli_usage_error(cmd, "option --%s needs a number, got '%s'", name, s);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        cli_usage_error(cmd, "option --%s must be in [%g, %g], got %g", name, lo, hi, v);
+        return false;
+    }
+    *out = (float)v;
+    return true;
 }

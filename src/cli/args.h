@@ -29,6 +29,12 @@ typedef enum cli_parse_result {
 
 /* Parse argv[1..argc) of command `cmd`. Positionals go to pos[0..max_pos)
  * (more is a usage error); the command checks it got enough. */
+/* A float option given as a string (NULL: not given, *out unchanged): a
+ * finite number within [lo, hi], else a usage error printed for command
+ * `cmd`; false then. */
+bool cli_parse_float(const char *cmd, const char *name, const char *s, double lo, double hi,
+                     float *out);
+
 cli_parse_result cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts,
                                 int n_opts, const char **pos, int max_pos, int *n_pos);
 

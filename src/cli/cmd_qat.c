@@ -2,8 +2,6 @@
  * Fashion-MNIST (src/qat/), exported as the same QDQ ONNX model and
  * encodings as `nnq quantize`. */
 #define _POSIX_C_SOURCE 200809L /* fileno */
-#include <errno.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -106,22 +104,6 @@ void cmd_qat_help(FILE *fp) {
             DATA_FMNIST);
 }
 
-static bool parse_float(const char *name, const char *s, double lo, double hi, float *out) {
-    if (!s) return true;
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) {
-        cli_usage_error("qat", "option --%s needs a number, got '%s'", name, s);
-        return false;
-    }
-    if (v < lo || v > hi) {
-        cli_usage_error("qat", "option --%s must be in [%g, %g], got %g", name, lo, hi, v);
-        return false;
-    }
-    *out = (float)v;
-    return true;
-}
 
 static int parse(int argc, char **argv, qat_opts *o) {
     o->data = DATA_FMNIST;
@@ -214,11 +196,11 @@ static int make_options(const qat_opts *o, nnq_qat_options *q, nnq_train_config 
     c->optim.weight_decay = 0;
     c->lr = kind == NNQ_OPTIM_ADAM ? 3e-4f : 1e-2f;
     float qlr = -1;
-    if (!parse_float("lr", o->lr_s, 0, 100, &c->lr) || !parse_float("qlr", o->qlr_s, 0, 100, &qlr) ||
-        !parse_float("wd", o->wd_s, 0, 1, &c->optim.weight_decay) ||
-        !parse_float("ema", o->ema_s, 0, 1, &q->ema) ||
-        !parse_float("distill", o->distill_s, 1e-3, 1e3, &q->distill_t) ||
-        !parse_float("distill-alpha", o->alpha_s, 0, 1, &q->distill_alpha))
+    if (!cli_parse_float("qat", "lr", o->lr_s, 0, 100, &c->lr) || !cli_parse_float("qat", "qlr", o->qlr_s, 0, 100, &qlr) ||
+        !cli_parse_float("qat", "wd", o->wd_s, 0, 1, &c->optim.weight_decay) ||
+        !cli_parse_float("qat", "ema", o->ema_s, 0, 1, &q->ema) ||
+        !cli_parse_float("qat", "distill", o->distill_s, 1e-3, 1e3, &q->distill_t) ||
+        !cli_parse_float("qat", "distill-alpha", o->alpha_s, 0, 1, &q->distill_alpha))
         return CLI_EXIT_USAGE;
     if (o->ema_s && q->method != NNQ_QAT_STE)
         return cli_usage_error("qat", "--ema applies to --method ste only");

@@ -56,11 +56,9 @@ void cmd_quantize_help(FILE *fp) {
 static nnq_status evaluate(const ptq_cli_opts *o, const nnq_graph *model, const nnq_qsim *sim,
                            double *float_top1, double *quant_top1) {
     nnq_dataset d = {0};
-    nnq_status s = o->eval_data ? nnq_dataset_npy(o->eval_data, o->eval_labels, o->eval_limit, &d)
-                                : nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o->eval_limit, &d);
+    nnq_status s = ptq_cli_load_eval(o, &d);
     double loss;
-    if (s == NNQ_OK && (d.n < 1 || !d.labels))
-        s = nnq_fail(NNQ_ERR_INVALID, "no labelled images to evaluate on");
+    if (s == NNQ_OK && !d.labels) s = nnq_fail(NNQ_ERR_INVALID, "no labelled images to evaluate on");
     if (s == NNQ_OK) s = nnq_evaluate(model, &d, 64, (int)o->threads, &loss, float_top1);
     if (s == NNQ_OK) s = nnq_evaluate(sim->g, &d, 64, (int)o->threads, &loss, quant_top1);
     nnq_dataset_free(&d);

@@ -1,8 +1,6 @@
 /* nnq train: train a built-in architecture on Fashion-MNIST and export it
  * as ONNX (BatchNormalization nodes kept, not folded). */
 #define _POSIX_C_SOURCE 200809L /* fileno, strdup */
-#include <errno.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,23 +96,6 @@ void cmd_train_help(FILE *fp) {
             DEFAULT_EPOCHS, DEFAULT_BATCH, DATA_FMNIST);
 }
 
-/* A float option value within [lo, hi]. */
-static bool parse_float(const char *name, const char *s, double lo, double hi, float *out) {
-    if (!s) return true;
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) {
-        cli_usage_error("train", "option --%s needs a number, got '%s'", name, s);
-        return false;
-    }
-    if (v < lo || v > hi) {
-        cli_usage_error("train", "option --%s must be in [%g, %g], got %g", name, lo, hi, v);
-        return false;
-    }
-    *out = (float)v;
-    return true;
-}
 
 static int parse_options(int argc, char **argv, train_opts *o) {
     o->data = DATA_FMNIST;
@@ -199,13 +180,13 @@ static int make_config(const train_opts *o, nnq_train_config *c) {
     c->optim.weight_decay = nnq_arch_find(o->arch)->default_weight_decay;
     c->lr = kind == NNQ_OPTIM_SGD ? 0.1f : 1e-3f;
     c->step_epochs = o->epochs >= 3 ? (float)o->epochs / 3.0f : 1.0f;
-    if (!parse_float("lr", o->lr_s, 0, 100, &c->lr) ||
-        !parse_float("wd", o->wd_s, 0, 1, &c->optim.weight_decay) ||
-        !parse_float("momentum", o->momentum_s, 0, 0.9999, &c->optim.momentum) ||
-        !parse_float("warmup-epochs", o->warmup_s, 0, (double)o->epochs, &c->warmup_epochs) ||
-        !parse_float("step-epochs", o->step_s, 1e-6, 1e6, &c->step_epochs) ||
-        !parse_float("gamma", o->gamma_s, 0, 1, &c->gamma) ||
-        !parse_float("clip", o->clip_s, 0, 1e9, &c->clip_norm))
+    if (!cli_parse_float("train", "lr", o->lr_s, 0, 100, &c->lr) ||
+        !cli_parse_float("train", "wd", o->wd_s, 0, 1, &c->optim.weight_decay) ||
+        !cli_parse_float("train", "momentum", o->momentum_s, 0, 0.9999, &c->optim.momentum) ||
+        !cli_parse_float("train", "warmup-epochs", o->warmup_s, 0, (double)o->epochs, &c->warmup_epochs) ||
+        !cli_parse_float("train", "step-epochs", o->step_s, 1e-6, 1e6, &c->step_epochs) ||
+        !cli_parse_float("train", "gamma", o->gamma_s, 0, 1, &c->gamma) ||
+        !cli_parse_float("train", "clip", o->clip_s, 0, 1e9, &c->clip_norm))
         return CLI_EXIT_USAGE;
     if (kind == NNQ_OPTIM_SGD) {
         c->optim.nesterov = !o->no_nesterov && c->optim.momentum > 0;
