@@ -2,6 +2,7 @@
 /* Graph IR: construction, topological order, verification, cloning, and
  * the core helpers underneath (tensors, half floats, atomic writes). */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -186,7 +187,53 @@ static void test_atomic_write(void) {
     rmdir(dir);
 }
 
+/* The name index stays right through growth, renames and pruning: every
+ * value is found under its current name and nowhere else. */
+static void test_name_index(void) {
+    nnq_graph *g = nnq_graph_create("names");
+    enum { N = 5000 };
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        int v;
+        snprintf(name, sizeof name, "v%d", i);
+        CHECK_OK(nnq_graph_add_value(g, name, &v));
+        CHECK(v == i);
+    }
+    CHECK_STATUS(nnq_graph_add_value(g, "v17", NULL), NNQ_ERR_INVALID);
+    int hits = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "v%d", i);
+        hits += nnq_graph_find_value(g, name) == i;
+    }
+    CHECK(hits == N);
+    CHECK(nnq_graph_find_value(g, "v5000") < 0);
+    CHECK(nnq_graph_find_value(g, "") < 0);
+
+    CHECK_OK(nnq_graph_rename_value(g, 3, "three"));
+    CHECK(nnq_graph_find_value(g, "three") == 3);
+    CHECK(nnq_graph_find_value(g, "v3") < 0);
+    CHECK_STATUS(nnq_graph_rename_value(g, 4, "three"), NNQ_ERR_INVALID);
+    CHECK_OK(nnq_graph_add_value(g, "v3", NULL)); /* the old name is free again */
+
+    /* Keep only the values a node or the graph uses: v10 -> Relu -> three. */
+    int in = nnq_graph_find_value(g, "v10"), out = 3;
+    CHECK_OK(nnq_graph_add_node(g, "r", "Relu", "", 1, &in, 1, &out, NULL));
+    CHECK_OK(nnq_graph_add_input(g, in));
+    CHECK_OK(nnq_graph_add_output(g, out));
+    int removed = 0;
+    CHECK_OK(nnq_graph_prune_values(g, &removed));
+    CHECK(removed == N - 1);
+    CHECK(g->n_values == 2);
+    CHECK(nnq_graph_find_value(g, "v10") == g->inputs[0]);
+    CHECK(nnq_graph_find_value(g, "three") == g->outputs[0]);
+    CHECK(nnq_graph_find_value(g, "v11") < 0);
+    CHECK_OK(nnq_graph_add_value(g, "v11", NULL));
+    CHECK(nnq_graph_find_value(g, "v11") == 2);
+    nnq_graph_free(g);
+}
+
 int main(void) {
+    test_name_index();
     test_toposort_and_verify();
     test_cycle_is_named();
     test_verify_rejects();

@@ -1,5 +1,6 @@
 /* Graph construction, attribute access and teardown. */
 #include "ir/graph.h"
+#include "ir/name_index.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,7 @@ void nnq_graph_free(nnq_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) nnq_node_release(&g->nodes[i]);
     for (int i = 0; i < g->n_opsets; i++) free(g->opsets[i].domain);
     free(g->values);
+    nnq_name_index_free(g);
     free(g->nodes);
     free(g->inputs);
     free(g->outputs);
@@ -155,9 +157,7 @@ nnq_status nnq_graph_set_opset(nnq_graph *g, const char *domain, int64_t version
 }
 
 int nnq_graph_find_value(const nnq_graph *g, const char *name) {
-    for (int i = 0; i < g->n_values; i++)
-        if (strcmp(g->values[i].name, name) == 0) return i;
-    return -1;
+    return nnq_name_index_find(g, name);
 }
 
 nnq_status nnq_graph_add_value(nnq_graph *g, const char *name, int *out_index) {
@@ -175,9 +175,27 @@ nnq_status nnq_graph_add_value(nnq_graph *g, const char *name, int *out_index) {
     v->producer = -1;
     v->t.dtype = NNQ_DT_UNDEFINED;
     v->t.rank = -1; /* rank unknown until set or inferred */
+    nnq_status s = nnq_name_index_insert(g, g->n_values);
+    if (s != NNQ_OK) {
+        nnq_value_release(v);
+        return s;
+    }
     if (out_index) *out_index = g->n_values;
     g->n_values++;
     return NNQ_OK;
+}
+
+nnq_status nnq_graph_rename_value(nnq_graph *g, int v, const char *name) {
+    if (strlen(name) > NNQ_MAX_NAME)
+        return nnq_fail(NNQ_ERR_LIMIT, "value name longer than %d bytes", NNQ_MAX_NAME);
+    int other = nnq_graph_find_value(g, name);
+    if (other == v) return NNQ_OK;
+    if (other >= 0) return nnq_fail(NNQ_ERR_INVALID, "value '%s' is defined twice", name);
+    char *nn = dup_str(name);
+    if (!nn) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
+    free(g->values[v].name);
+    g->values[v].name = nn;
+    return nnq_name_index_rebuild(g);
 }
 
 nnq_status nnq_graph_value(nnq_graph *g, const char *name, int *out_index) {

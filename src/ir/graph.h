@@ -85,6 +85,8 @@ typedef struct nnq_graph {
     int n_meta;
     char **meta_keys;
     char **meta_values;
+    /* Name -> value index (ir/name_index.c); maintained by the ir layer. */
+    struct nnq_name_index *name_index;
 } nnq_graph;
 
 nnq_graph *nnq_graph_create(const char *name);
@@ -102,6 +104,8 @@ const char *nnq_graph_get_meta(const nnq_graph *g, const char *key);
 int nnq_graph_find_value(const nnq_graph *g, const char *name);
 /* Add a value (name copied). Fails if the name already exists. */
 nnq_status nnq_graph_add_value(nnq_graph *g, const char *name, int *out_index);
+/* Renames value v; fails if another value already has the name. */
+nnq_status nnq_graph_rename_value(nnq_graph *g, int v, const char *name);
 /* Find or add. */
 nnq_status nnq_graph_value(nnq_graph *g, const char *name, int *out_index);
 /* Add an initializer: the graph takes ownership of t->data (t->owns set). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ir/graph.h"
+#include "ir/name_index.h"
 
 int nnq_graph_value_readers(const nnq_graph *g, int v, int *readers, int cap) {
     int count = 0;
@@ -78,6 +79,7 @@ nnq_status nnq_graph_prune_values(nnq_graph *g, int *n_removed) {
     }
     if (kept < nv) memset(&g->values[kept], 0, sizeof *g->values * (size_t)(nv - kept));
     g->n_values = kept;
+    nnq_status s = nnq_name_index_rebuild(g); /* in place: cannot fail here */
     for (int n = 0; n < g->n_nodes; n++) {
         nnq_node *nd = &g->nodes[n];
         for (int k = 0; k < nd->n_inputs; k++)
@@ -89,7 +91,7 @@ nnq_status nnq_graph_prune_values(nnq_graph *g, int *n_removed) {
     for (int i = 0; i < g->n_outputs; i++) g->outputs[i] = map[g->outputs[i]];
     if (n_removed) *n_removed = nv - kept;
     free(map);
-    return NNQ_OK;
+    return s;
 }
 
 nnq_status nnq_graph_unique_name(const nnq_graph *g, const char *base, char *buf, size_t cap) {

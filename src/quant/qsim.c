@@ -331,10 +331,7 @@ static nnq_status insert_fake_quant(nnq_qsim *s, int qi, int only_node) {
         char want[NNQ_MAX_NAME + 16];
         snprintf(want, sizeof want, "%s_float", base);
         NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
-        char *nn = nnq_strdup(name);
-        if (!nn) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
-        free(g->values[v].name);
-        g->values[v].name = nn;
+        NNQ_TRY(nnq_graph_rename_value(g, v, name));
         NNQ_TRY(nnq_graph_add_value(g, base, &out));
         g->values[out].t = g->values[v].t;
         g->values[out].t.data = NULL;
