@@ -146,6 +146,12 @@ nnq_status nnq_graph_verify(const nnq_graph *g) {
             s = nnq_fail(NNQ_ERR_INVALID, "value #%d has an empty name", v);
             goto done;
         }
+        /* Names change only through nnq_graph_rename_value, which keeps
+         * the name index right; catch any code that writes .name itself. */
+        if (nnq_graph_find_value(g, g->values[v].name) != v) {
+            s = nnq_fail(NNQ_ERR_INVALID, "value #%d '%s' is not found under its own name (defined twice, or renamed without nnq_graph_rename_value)", v, g->values[v].name);
+            goto done;
+        }
         if (g->values[v].is_initializer) producers[v] = 1;
     }
     for (int i = 0; i < g->n_inputs; i++) {

@@ -126,21 +126,12 @@ nnq_status nnq_builder_finish(nnq_builder *b, int output, const char *output_nam
                               nnq_graph **out) {
     *out = NULL;
     if (valid_value(b, output)) {
-        nnq_value *val = &b->g->values[output];
         int other = nnq_graph_find_value(b->g, output_name);
-        char *n = malloc(strlen(output_name) + 1);
         if (other >= 0 && other != output)
             ok(b, nnq_fail(NNQ_ERR_INVALID, "builder: output name '%s' is taken", output_name));
-        else if (!n)
-            ok(b, nnq_fail(NNQ_ERR_NOMEM, "out of memory"));
-        if (n && b->status == NNQ_OK) {
-            strcpy(n, output_name);
-            free(val->name);
-            val->name = n;
-            n = NULL;
-            if (ok(b, set_batch_param(val))) ok(b, nnq_graph_add_output(b->g, output));
-        }
-        free(n);
+        else if (ok(b, nnq_graph_rename_value(b->g, output, output_name)) &&
+                 ok(b, set_batch_param(&b->g->values[output])))
+            ok(b, nnq_graph_add_output(b->g, output));
     }
     if (b->status != NNQ_OK) {
         nnq_graph_free(b->g);
