@@ -1,8 +1,9 @@
 /* Integer kernel micro-benchmark: the engine's convolutions on the
- * largest layers of the built-in models at 32x32 input, reference vs AVX2,
- * 8-bit and 4-bit weights, one thread.
+ * largest layers of the built-in models at 32x32 input, reference vs AVX2 vs
+ * AVX-512 VNNI (NNQ_KERNELS for each), 8-bit and 4-bit weights, one thread.
  *
- *   qkernel_bench [--batch N] [--seconds S] [--layer SUBSTRING] [--only ref|avx2] [--bits B]
+ *   qkernel_bench [--batch N] [--seconds S] [--layer SUBSTRING] [--only ref|avx2|vnni]
+ *                 [--bits B]
  *
  * Prints, per layer and kernel, the best time of one run (timed with the
  * TSC, calibrated against CLOCK_MONOTONIC) and the achieved multiply-
@@ -11,7 +12,8 @@
  * cycle counters), and per TSC cycle (the nominal frequency). For reference,
  * the AVX2 peak is 32 MACs/cycle with vpmaddwd (2 per cycle x 16) and 64
  * with vpmaddubsw (2 per cycle x 32), before the adds that widen and
- * accumulate. */
+ * accumulate; VNNI's vpdpbusd also peaks at 64 on Zen 4 (one zmm or two ymm
+ * per cycle, 4 MACs per int32 lane) with the accumulation included. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <omp.h>
@@ -32,8 +34,8 @@ typedef struct layer {
 } layer;
 
 /* From src/models/mobilenetv2.c and resnet.c at 1x32x32 input: the largest
- * 1x1 convs by MACs, ResNet-20's 3x3 convs (all 2.36M MACs), and the largest
- * depthwise for comparison. */
+ * 1x1 convs by MACs, ResNet-20's 3x3 convs (all 2.36M MACs), and depthwise
+ * convs of each plane size (32x32, stride 2, 8x8, 4x4). */
 static const layer layers[] = {
     {"mbv2 features.18 1x1 160->1280 @4x4", 160, 1280, 1, 1, 1, 4},
     {"mbv2 block3 expand 1x1 16->96 @32x32", 16, 96, 1, 1, 1, 32},
@@ -42,6 +44,9 @@ static const layer layers[] = {
     {"resnet20 layer2 3x3 32->32 @16x16", 32, 32, 1, 3, 1, 16},
     {"resnet20 layer3 3x3 64->64 @8x8", 64, 64, 1, 3, 1, 8},
     {"mbv2 block3 depthwise 3x3 96 @32x32", 96, 96, 96, 3, 1, 32},
+    {"mbv2 depthwise 3x3 s2 144 @16x16", 144, 144, 144, 3, 2, 16},
+    {"mbv2 depthwise 3x3 192 @8x8", 192, 192, 192, 3, 1, 8},
+    {"mbv2 depthwise 3x3 480 @4x4", 480, 480, 480, 3, 1, 4},
 };
 
 static double now_s(void) {
@@ -160,7 +165,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--bits") == 0 && i + 1 < argc) only_bits = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: qkernel_bench [--batch N] [--seconds S] [--layer SUBSTRING] "
-                            "[--only ref|avx2] [--bits 8|4]\n");
+                            "[--only ref|avx2|vnni] [--bits 8|4]\n");
             return 2;
         }
     }
@@ -172,8 +177,8 @@ int main(int argc, char **argv) {
            hz * 1e-9, core * 1e-9, (long long)batch, seconds);
     printf("%-40s %-5s %-18s %8s %9s %8s %8s\n", "layer", "wbits", "kernel", "MMACs", "us",
            "MAC/cyc", "MAC/tsc");
-    const char *isas[2] = {"ref", "avx2"};
-    const int n_isa = nnq_cpu_has_avx2() ? 2 : 1;
+    const char *isas[3] = {"ref", "avx2", "vnni"};
+    const int n_isa = nnq_cpu_has_vnni() ? 3 : nnq_cpu_has_avx2() ? 2 : 1;
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const layer *l = &layers[li];
         if (only_layer && !strstr(l->name, only_layer)) continue;

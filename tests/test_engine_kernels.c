@@ -6,8 +6,10 @@
  *    (bias + sum (x - x_zp) w with padding skipped, floor division in
  *    __int128): non-zero zero points with padding, ties at exact .5 points,
  *    saturation, per-channel upper clamps, groups, dilation, low bit-widths;
- *  - every AVX2 kernel against the reference, bit for bit, over a sweep of
- *    shapes and edge values (skipped with a note on CPUs without AVX2);
+ *  - every AVX2 and AVX-512 VNNI kernel against the reference, bit for
+ *    bit, over a sweep of shapes and edge values (each ISA skipped with a
+ *    note on CPUs without it), including the VNNI depthwise kernel's two
+ *    paths (small planes in registers; runs of images on a virtual grid);
  *  - descriptor checks and kernel selection (NNQ_KERNELS). */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
@@ -335,25 +337,45 @@ static void test_reference_conv(void) {
     CHECK(at_lo > 0 && at_hi > 0);
 }
 
-/* Every kernel that fits equals the reference. Returns how many ran. */
+/* The SIMD convolution kernels, what they fit, and the ISA they need. */
+typedef struct simd_kernel {
+    const char *name;
+    int min_bits, max_bits;
+    bool depthwise_only, vnni;
+} simd_kernel;
+
+static const simd_kernel simd[] = {
+    {"avx2-gemm-madd16", 8, 8, false, false},
+    {"avx2-gemm-maddubs", 2, 7, false, false},
+    {"avx2-depthwise", 2, 8, true, false},
+    {"vnni-gemm", 2, 8, false, true},
+    {"vnni-depthwise", 2, 8, true, true},
+};
+#define N_SIMD (sizeof simd / sizeof simd[0])
+static int simd_runs[N_SIMD]; /* per kernel, over the whole sweep */
+
+/* Every kernel that fits (and that the CPU runs) equals the reference.
+ * Returns how many ran. */
 static int compare_kernels(const conv_case *cc, int *mismatches) {
-    static const char *const simd[] = {"avx2-gemm-madd16", "avx2-gemm-maddubs", "avx2-depthwise"};
     conv_data cd;
     conv_data_make(&cd, cc);
     uint8_t *ref = run_conv(&cd, ref_kernel(cc));
     int ran = 0;
     CHECK(ref != NULL);
-    for (size_t i = 0; ref && i < sizeof simd / sizeof simd[0]; i++) {
+    const bool vnni = nnq_cpu_has_vnni();
+    for (size_t i = 0; ref && i < N_SIMD; i++) {
         const bool dw = cc->groups == cc->in_ch && cc->groups == cc->out_ch;
-        if ((i == 0 && cc->bits != 8) || (i == 1 && cc->bits > 7) || (i == 2 && !dw)) continue;
-        uint8_t *got = run_conv(&cd, simd[i]);
+        if (cc->bits < simd[i].min_bits || cc->bits > simd[i].max_bits ||
+            (simd[i].depthwise_only && !dw) || (simd[i].vnni && !vnni))
+            continue;
+        uint8_t *got = run_conv(&cd, simd[i].name);
         CHECK(got != NULL);
         if (got && memcmp(got, ref, conv_out_size(&cd)) != 0) {
             (*mismatches)++;
             fprintf(stderr,
                     "%s != ref: n%lld %lldx%lld %lld->%lld g%lld k%lldx%lld s%lldx%lld "
                     "d%lldx%lld p%lld,%lld,%lld,%lld zp %d/%d w%d extreme %d\n",
-                    simd[i], (long long)cc->n, (long long)cc->h, (long long)cc->w,
+                    simd[i].name, (long long)cc->n, (long long)cc->h, (long long)cc->w,
                     (long long)cc->in_ch, (long long)cc->out_ch, (long long)cc->groups,
                     (long long)cc->kh, (long long)cc->kw, (long long)cc->sh, (long long)cc->sw,
                     (long long)cc->dh, (long long)cc->dw, (long long)cc->pt, (long long)cc->pl,
@@ -361,6 +383,7 @@ static int compare_kernels(const conv_case *cc, int *mismatches) {
                     cc->extreme);
         }
         ran += got != NULL;
+        simd_runs[i] += got != NULL;
         free(got);
     }
     free(ref);
@@ -368,9 +391,9 @@ static int compare_kernels(const conv_case *cc, int *mismatches) {
     return ran;
 }
 
-static void test_avx2_conv_sweep(void) {
+static void test_simd_conv_sweep(void) {
     if (!nnq_cpu_has_avx2()) {
-        fprintf(stderr, "note: CPU without AVX2/FMA: AVX2 kernel checks skipped\n");
+        fprintf(stderr, "note: CPU without AVX2/FMA: AVX2 and VNNI kernel checks skipped\n");
         return;
     }
     static const int64_t chans[] = {1, 3, 5, 17, 33};
@@ -416,12 +439,46 @@ static void test_avx2_conv_sweep(void) {
         {1, 16, 16, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 140, 60, 4, 0, 0, 0},
         {2, 32, 32, 96, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 100, 0, 8, 0, 1, 0},
         {2, 32, 32, 48, 48, 48, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 100, 0, 4, 0, 0, 0},
+        /* vnni-depthwise, small planes in registers (stride 1, same size,
+         * 16/32/64-byte planes, several images per vector, a partial last
+         * vector), including taps that are never inside the plane */
+        {5, 4, 4, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 45, 200, 8, 0, 1, 0},
+        {3, 8, 8, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 250, 3, 4, 0, 0, 0},
+        {3, 4, 8, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 9, 128, 7, 0, 0, 0},
+        {2, 8, 4, 3, 3, 3, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 128, 90, 2, 0, 0, 0},
+        {6, 4, 4, 3, 3, 3, 9, 9, 1, 1, 1, 1, 4, 4, 4, 4, 77, 77, 5, 0, 0, 0},
+        {2, 4, 4, 5, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 30, 128, 8, 0, 0, 0},
+        {4, 8, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 60, 10, 8, 0, 0, 0},
+        {5, 4, 4, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 128, 8, 1, 0, 0},
+        {5, 4, 4, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 255, 128, 8, 2, 0, 0},
+        {3, 8, 8, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 90, 128, 4, 0, 0, 1},
+        /* ... batch below the planes per vector: consecutive planes, one
+         * channel per 128-bit lane, across images, a partial last vector */
+        {3, 4, 4, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 12, 140, 8, 0, 1, 0},
+        {1, 4, 8, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 200, 20, 4, 0, 0, 0},
+        {1, 4, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 128, 8, 0, 0, 1},
+        /* ... with enough work for both threads, both ways */
+        {32, 8, 8, 96, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 70, 120, 8, 0, 0, 0},
+        {1, 4, 4, 8200, 8200, 8200, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 130, 7, 4, 0, 0, 0},
+        /* vnni-depthwise, several images per work item and several items
+         * per channel (the last one partial), stride 1 and 2 */
+        {7, 64, 64, 2, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 33, 66, 8, 0, 0, 0},
+        {3, 100, 90, 2, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 200, 5, 4, 0, 1, 0},
+        {9, 6, 6, 3, 3, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 40, 50, 8, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
         runs += compare_kernels(&special[i], &mismatches);
-    fprintf(stderr, "avx2 conv sweep: %d kernel runs compared\n", runs);
+    fprintf(stderr, "simd conv sweep: %d kernel runs compared\n", runs);
     CHECK(runs > 100);
     CHECK(mismatches == 0);
+    /* Every kernel the CPU runs took part, on a good share of the cases. */
+    for (size_t i = 0; i < N_SIMD; i++) {
+        fprintf(stderr, "  %-18s %d runs\n", simd[i].name, simd_runs[i]);
+        if (simd[i].vnni && !nnq_cpu_has_vnni()) CHECK(simd_runs[i] == 0);
+        else CHECK(simd_runs[i] >= 20);
+    }
+    if (!nnq_cpu_has_vnni())
+        fprintf(stderr, "note: CPU without AVX-512 VNNI: vnni kernel checks skipped\n");
 }
 
 /* ---- fully connected ---- */
@@ -429,8 +486,8 @@ static void test_avx2_conv_sweep(void) {
 static void test_fc(void) {
     static const int64_t edges[] = {1, 7, 15, 16, 17, 31, 33, 64, 100};
     static const int bitss[] = {8, 4, 2, 7};
-    const bool avx2 = nnq_cpu_has_avx2();
-    int runs = 0, bad_ref = 0, bad_acc = 0, bad_avx2 = 0;
+    const bool avx2 = nnq_cpu_has_avx2(), vnni = nnq_cpu_has_vnni();
+    int runs = 0, bad_ref = 0, bad_acc = 0, bad_avx2 = 0, bad_vnni = 0, vnni_runs = 0;
     for (int ik = 0; ik < 9; ik++)
         for (int im = 0; im < 9; im++)
             for (int in = 0; in < 9; in += 2) {
@@ -466,8 +523,9 @@ static void test_fc(void) {
                         want_acc[i * m + o] = (int32_t)a;
                         want[i * m + o] = textbook_out(a, mult[o], shift[o], d.y_zp, d.lo, d.hi);
                     }
-                const char *names[2] = {"ref-fc", "avx2-fc"};
-                for (int kk = 0; kk < (avx2 ? 2 : 1); kk++) {
+                const char *names[3] = {"ref-fc", "avx2-fc", "vnni-fc"};
+                for (int kk = 0; kk < 3; kk++) {
+                    if ((kk == 1 && !avx2) || (kk == 2 && !vnni)) continue;
                     nnq_qfc *f = NULL;
                     CHECK_OK(nnq_qfc_create_kernel(&d, names[kk], &f));
                     if (!f) continue;
@@ -477,7 +535,8 @@ static void test_fc(void) {
                     nnq_qfc_run_acc(f, n, x, acc);
                     const bool ok = memcmp(y, want, (size_t)(n * m)) == 0;
                     if (kk == 0) bad_ref += !ok;
-                    else bad_avx2 += !ok;
+                    else if (kk == 1) bad_avx2 += !ok;
+                    else bad_vnni += !ok, vnni_runs++;
                     if (!ok)
                         fprintf(stderr, "%s differs: k %lld m %lld n %lld w%d\n", names[kk],
                                 (long long)k, (long long)m, (long long)n, bits);
@@ -496,9 +555,12 @@ static void test_fc(void) {
                 free(shift);
             }
     if (!avx2) fprintf(stderr, "note: CPU without AVX2/FMA: avx2-fc checks skipped\n");
+    if (!vnni) fprintf(stderr, "note: CPU without AVX-512 VNNI: vnni-fc checks skipped\n");
     CHECK(runs >= 405);
+    CHECK(vnni_runs == (vnni ? 405 : 0));
     CHECK(bad_ref == 0);
     CHECK(bad_avx2 == 0);
+    CHECK(bad_vnni == 0);
     CHECK(bad_acc == 0);
 }
 
@@ -601,6 +663,31 @@ static void test_selection_and_storage(void) {
     } else {
         fprintf(stderr, "note: CPU without AVX2/FMA: AVX2 selection checks skipped\n");
     }
+    /* vnni: the VNNI kernels, AVX2 where VNNI has none; the default on a
+     * VNNI CPU; an error elsewhere. */
+    setenv("NNQ_KERNELS", "vnni", 1);
+    if (nnq_cpu_has_vnni()) {
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) unsetenv("NNQ_KERNELS");
+            CHECK_OK(nnq_qconv_create(&a.d, &op));
+            if (op) CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-depthwise") == 0);
+            nnq_qconv_destroy(op);
+            CHECK_OK(nnq_qconv_create(&b.d, &op));
+            if (op) {
+                CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-gemm") == 0);
+                /* nibbles unpacked to int8 quads: 8-channel blocks x 72 taps */
+                CHECK(nnq_qconv_weight_bytes(op) == 8 * 72);
+            }
+            nnq_qconv_destroy(op);
+            CHECK_OK(nnq_qconv_create(&e.d, &op));
+            if (op) CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-gemm") == 0);
+            nnq_qconv_destroy(op);
+        }
+    } else {
+        CHECK_STATUS(nnq_qconv_create(&a.d, &op), NNQ_ERR_UNSUPPORTED);
+        CHECK_STATUS(nnq_qconv_create_kernel(&a.d, "vnni-depthwise", &op), NNQ_ERR_UNSUPPORTED);
+        fprintf(stderr, "note: CPU without AVX-512 VNNI: VNNI selection checks skipped\n");
+    }
     if (old) setenv("NNQ_KERNELS", old, 1);
     else unsetenv("NNQ_KERNELS");
     conv_data_free(&a);
@@ -612,7 +699,7 @@ int main(void) {
     test_requant_exact();
     test_requant_bounds();
     test_reference_conv();
-    test_avx2_conv_sweep();
+    test_simd_conv_sweep();
     test_fc();
     test_descriptor_checks();
     test_selection_and_storage();

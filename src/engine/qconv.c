@@ -35,7 +35,7 @@ static nnq_status check_desc(const nnq_qconv_desc *d, const char *who) {
 }
 
 static bool kernel_allowed(const nnq_qconv_kernel *k, nnq_isa isa) {
-    return k->isa == NNQ_ISA_REF || k->isa == isa;
+    return k->isa <= isa; /* each ISA includes the ones before it */
 }
 
 static nnq_status choose_kernel(const nnq_qconv *c, const char *name, const char *who,

@@ -1,11 +1,13 @@
 /* The quantized fully connected operator (Gemm, transB form): checks,
- * kernel choice and lifecycle. Kernels: qkernels_ref.c, qkernels_avx2_fc.c. */
+ * kernel choice and lifecycle. Kernels: qkernels_ref.c, qkernels_avx2_fc.c,
+ * qkernels_vnni_fc.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/qkernel_impl.h"
 
-static const nnq_qfc_kernel *const kernels[] = {&nnq_qfc_avx2, &nnq_qfc_ref};
+/* In order of preference. */
+static const nnq_qfc_kernel *const kernels[] = {&nnq_qfc_vnni, &nnq_qfc_avx2, &nnq_qfc_ref};
 #define N_KERNELS (sizeof kernels / sizeof kernels[0])
 
 static nnq_status choose_kernel(const char *name, const char *who, const nnq_qfc_kernel **out) {
@@ -23,7 +25,7 @@ static nnq_status choose_kernel(const char *name, const char *who, const nnq_qfc
     nnq_isa isa;
     NNQ_TRY(nnq_cpu_kernel_isa(&isa));
     for (size_t i = 0; i < N_KERNELS; i++)
-        if (kernels[i]->isa == NNQ_ISA_REF || kernels[i]->isa == isa) {
+        if (kernels[i]->isa <= isa) { /* each ISA includes the ones before it */
             *out = kernels[i];
             return NNQ_OK;
         }

@@ -132,5 +132,6 @@ struct nnq_qfc_kernel {
 
 extern const nnq_qfc_kernel nnq_qfc_ref;
 extern const nnq_qfc_kernel nnq_qfc_avx2;
+extern const nnq_qfc_kernel nnq_qfc_vnni;
 
 #endif

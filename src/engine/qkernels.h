@@ -56,8 +56,8 @@ nnq_status nnq_qconv_reshape(nnq_qconv *c, int64_t n, int64_t h, int64_t w, int6
  * several threads at once with distinct scratch buffers. */
 void nnq_qconv_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, void *scratch);
 void nnq_qconv_destroy(nnq_qconv *c);
-/* "avx2-gemm-madd16", "avx2-gemm-maddubs", "avx2-depthwise", "ref-conv",
- * "ref-depthwise". */
+/* "vnni-gemm", "vnni-depthwise", "avx2-gemm-madd16", "avx2-gemm-maddubs",
+ * "avx2-depthwise", "ref-conv", "ref-depthwise". */
 const char *nnq_qconv_kernel_name(const nnq_qconv *c);
 /* Bytes of the packed weights (nibbles for w_bits <= 4). */
 size_t nnq_qconv_weight_bytes(const nnq_qconv *c);
@@ -78,7 +78,7 @@ typedef struct nnq_qfc_desc {
 typedef struct nnq_qfc nnq_qfc;
 
 nnq_status nnq_qfc_create(const nnq_qfc_desc *d, nnq_qfc **out);
-/* kernel: "avx2-fc", "ref-fc" or NULL (automatic). */
+/* kernel: "vnni-fc", "avx2-fc", "ref-fc" or NULL (automatic). */
 nnq_status nnq_qfc_create_kernel(const nnq_qfc_desc *d, const char *kernel, nnq_qfc **out);
 /* Needs mult and shift at create. No scratch; OpenMP over rows for large n. */
 void nnq_qfc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y);

@@ -73,10 +73,22 @@ void nnq_avx2_fill_phases(const nnq_qconv *c, int64_t pw, size_t phase, const ui
                 _mm_storel_epi64((__m128i *)(ev + ix / 2), v);
                 _mm_storel_epi64((__m128i *)(od + ix / 2), _mm_unpackhi_epi64(v, v));
             }
+            if (ix + 8 <= c->wd) { /* 8x8 and 16x16 planes: rows of 8 */
+                const __m128i split8 = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 9, 10, 11, 12,
+                                                     13, 14, 15);
+                const __m128i v = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(s + ix)),
+                                                   split8);
+                const int32_t e = _mm_cvtsi128_si32(v), o = _mm_extract_epi32(v, 1);
+                memcpy(ev + ix / 2, &e, 4);
+                memcpy(od + ix / 2, &o, 4);
+                ix += 8;
+            }
         }
+        /* The rest, phase by phase: no division per byte. */
+        int64_t ph = (ix + c->pl) % c->sw, q = (ix + c->pl) / c->sw;
         for (; ix < c->wd; ix++) {
-            const int64_t col = ix + c->pl;
-            buf[(size_t)(col % c->sw) * phase + r * pw + col / c->sw] = s[ix];
+            buf[(size_t)ph * phase + r * pw + q] = s[ix];
+            if (++ph == c->sw) ph = 0, q++;
         }
     }
 }

@@ -74,10 +74,9 @@ static void slice_sizes(const nnq_qconv *c, const gemm_geom *g, int64_t nb, size
     sz[3] = g->nibbles ? align_up((size_t)(g->kp * g->mr)) : 0;
 }
 
-static void gemm_plan(nnq_qconv *c) {
-    const gemm_geom g = gemm_geometry(c);
+void nnq_avx2_gemm_plan_geom(nnq_qconv *c, const gemm_geom *g) {
     const int64_t P = c->oh * c->ow, pr = (P + NR - 1) / NR * NR;
-    const int64_t px_bytes = g.kp * (g.wide ? 2 : 1);
+    const int64_t px_bytes = g->kp * (g->wide ? 2 : 1);
     int64_t nb = PANEL_BUDGET / px_bytes / NR * NR;
     if (nb < NR) nb = NR;
     if (nb > MAX_BLOCK_PX) nb = MAX_BLOCK_PX;
@@ -86,14 +85,19 @@ static void gemm_plan(nnq_qconv *c) {
     int64_t chunks = 1;
     if (c->threads > 1 && base < 4 * (int64_t)c->threads) { /* split the channels too */
         chunks = (4 * (int64_t)c->threads + base - 1) / base;
-        if (chunks > g.ob) chunks = g.ob;
+        if (chunks > g->ob) chunks = g->ob;
     }
     size_t sz[4];
-    slice_sizes(c, &g, nb, sz);
+    slice_sizes(c, g, nb, sz);
     c->thread_bytes = sz[0] + sz[1] + sz[2] + sz[3];
     c->plan[0] = nb;
     c->plan[1] = pblocks;
     c->plan[2] = chunks;
+}
+
+static void gemm_plan(nnq_qconv *c) {
+    const gemm_geom g = gemm_geometry(c);
+    nnq_avx2_gemm_plan_geom(c, &g);
 }
 
 /* ---- run: micro-kernels ---- */
@@ -214,16 +218,16 @@ static void block_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, i
     }
 }
 
-static void gemm_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {
-    const gemm_geom g = gemm_geometry(c);
+void nnq_avx2_gemm_drive(const nnq_qconv *c, const gemm_geom *g, const uint8_t *x, uint8_t *y,
+                         uint8_t *scratch, gemm_tiles_fn tiles) {
     const int64_t nb = c->plan[0], pblocks = c->plan[1], chunks = c->plan[2];
     const int64_t P = c->oh * c->ow, items = c->n * c->groups * pblocks * chunks;
     size_t sz[4];
-    slice_sizes(c, &g, nb, sz);
+    slice_sizes(c, g, nb, sz);
     #pragma omp parallel num_threads(c->threads) if (c->threads > 1)
     {
         uint8_t *ts = scratch + (size_t)omp_get_thread_num() * c->thread_bytes;
-        gemm_item t = {.c = c, .g = g, .pg = pad_geometry(c), .x = x, .y = y};
+        gemm_item t = {.c = c, .g = *g, .pg = pad_geometry(c), .x = x, .y = y};
         t.panel = ts;
         t.pad = ts + sz[0];
         t.org = (int64_t *)(ts + sz[0] + sz[1]);
@@ -239,9 +243,14 @@ static void gemm_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *
             const int64_t gr = rest % c->groups, n = rest / c->groups;
             const int64_t p0 = pb * nb, cnt = P - p0 < nb ? P - p0 : nb;
             nnq_avx2_gemm_panel(&t, n, gr, p0, cnt);
-            block_tiles(&t, n, gr, p0, cnt, ch * g.ob / chunks, (ch + 1) * g.ob / chunks);
+            tiles(&t, n, gr, p0, cnt, ch * g->ob / chunks, (ch + 1) * g->ob / chunks);
         }
     }
+}
+
+static void gemm_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {
+    const gemm_geom g = gemm_geometry(c);
+    nnq_avx2_gemm_drive(c, &g, x, y, scratch, block_tiles);
 }
 
 static bool fits_madd16(const nnq_qconv *c) { return c->w_bits == 8; }

@@ -1,6 +1,7 @@
 /* The GEMM geometry of a convolution, shared by qkernels_avx2_gemm.c
- * (weight packing, blocking, micro-kernels) and qkernels_avx2_panel.c
- * (input panels). Include from those two files only. */
+ * (weight packing, blocking, micro-kernels), qkernels_avx2_panel.c
+ * (input panels) and qkernels_vnni_gemm.c (which reuses the panels, the
+ * blocking and the driver with its own micro-kernel). */
 #ifndef NNQ_ENGINE_QKERNELS_AVX2_GEMM_H
 #define NNQ_ENGINE_QKERNELS_AVX2_GEMM_H
 
@@ -75,5 +76,20 @@ typedef struct gemm_item {
  * pixels, per step of K, two vectors (madd16: int16 pairs; maddubs: uint8
  * quads), pixels 0-7 then 8-15. */
 void nnq_avx2_gemm_panel(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, int64_t cnt);
+
+/* Blocking for geometry g and the shape set by reshape: c->thread_bytes and
+ * c->plan (pixels per work item, pixel blocks, channel chunks). */
+void nnq_avx2_gemm_plan_geom(nnq_qconv *c, const gemm_geom *g);
+
+/* Channel blocks [b0, b1) of group gr over the panel of pixels [p0, p0 + cnt)
+ * of image n: micro-kernels, requantization, stores. */
+typedef void (*gemm_tiles_fn)(const gemm_item *t, int64_t n, int64_t gr, int64_t p0,
+                              int64_t cnt, int64_t b0, int64_t b1);
+
+/* The work items of a run (image, group, pixel block, channel chunk) over
+ * the threads: each packs its panel (nnq_avx2_gemm_panel), then calls
+ * tiles. Shared by the AVX2 and the VNNI GEMM kernels. */
+void nnq_avx2_gemm_drive(const nnq_qconv *c, const gemm_geom *g, const uint8_t *x, uint8_t *y,
+                         uint8_t *scratch, gemm_tiles_fn tiles);
 
 #endif

@@ -139,6 +139,13 @@ void nnq_avx2_gemm_panel(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, 
                 r[i].ow = c->ow;
             }
         }
+        if (direct && s + 1 < nsteps) /* the next step's rows: too many streams for the */
+            for (int64_t i = 0; i < t->g.step; i++) { /* hardware prefetcher at large batches */
+                const int64_t k = (s + 1) * t->g.step + i;
+                if (k >= c->K) break;
+                const char *row = (const char *)(img + k * P + p0);
+                for (int64_t b = 0; b < cnt; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+            }
         if (t->g.wide) pack_pair((int16_t *)t->panel, nsteps, s, r, t->org, ntiles, cnt);
         else pack_quad(t->panel, nsteps, s, r, t->org, ntiles, cnt);
     }

@@ -1,0 +1,43 @@
+/* AVX-512 VNNI building blocks shared by the qkernels_vnni_*.c files
+ * (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; include from
+ * those files only). */
+#ifndef NNQ_ENGINE_QKERNELS_VNNI_H
+#define NNQ_ENGINE_QKERNELS_VNNI_H
+
+#include "engine/qkernels_avx2.h"
+
+/* The requantization on 16 lanes of one channel, the steps of
+ * nnq_avx2_requant (clamp acc, the 2^62 offset, a logical shift;
+ * docs/engine.md). The constants are read straight from the nnq_qout: the
+ * compiler folds them into {1to16} broadcast operands, so a channel needs no
+ * setup (small planes and 4x4 maps change channel often). */
+static inline __m512i nnq_vnni_requant(__m512i acc, const nnq_qout *q) {
+    const __m512i mult = _mm512_set1_epi32(q->mult), rnd = _mm512_set1_epi64(q->rnd);
+    const __m128i shift = _mm_cvtsi32_si128(q->shift);
+    acc = _mm512_min_epi32(_mm512_max_epi32(acc, _mm512_set1_epi32(q->acc_lo)),
+                           _mm512_set1_epi32(q->acc_hi));
+    __m512i ev = _mm512_add_epi64(_mm512_mul_epi32(acc, mult), rnd);
+    __m512i od = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), mult), rnd);
+    ev = _mm512_srl_epi64(ev, shift);
+    od = _mm512_srl_epi64(od, shift);
+    /* odd dword lanes <- the low dword of od's qwords (one op: no shift back) */
+    return _mm512_add_epi32(_mm512_mask_shuffle_epi32(ev, 0xAAAA, od, (_MM_PERM_ENUM)0xA0),
+                            _mm512_set1_epi32(q->zc));
+}
+
+/* 4 x 16 bytes: lane k (128 bits) holds v[k]. */
+static inline __m512i nnq_vnni_bytes4(uint8_t v0, uint8_t v1, uint8_t v2, uint8_t v3) {
+    const __m512i k = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i b = _mm512_castsi128_si512(_mm_setr_epi32(v0 * 0x01010101u, v1 * 0x01010101u,
+                                                            v2 * 0x01010101u, v3 * 0x01010101u));
+    return _mm512_permutexvar_epi32(k, b);
+}
+
+/* The first n (0..64) bytes of p, zeros after: a masked load, which never
+ * touches the bytes it leaves out. */
+static inline __m512i nnq_vnni_load_n(const uint8_t *p, int64_t n) {
+    if (n >= 64) return _mm512_loadu_si512((const void *)p);
+    return _mm512_maskz_loadu_epi8(n <= 0 ? 0 : (__mmask64)(~0ULL >> (64 - n)), p);
+}
+
+#endif

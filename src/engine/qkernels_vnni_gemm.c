@@ -1,0 +1,170 @@
+/* AVX-512 VNNI GEMM-style convolution, any weight width (docs/engine.md).
+ *
+ * vpdpbusd multiplies 4 uint8 by 4 int8 and adds the 4 products to an int32
+ * lane, with no intermediate rounding or saturation: exactly the engine's
+ * acc += x * w over a quad of K. Every partial sum fits int32 (checked at
+ * create), so the result equals the reference bit for bit.
+ *
+ * Geometry, panels, blocking and the work-item driver are the AVX2 GEMM's
+ * (qkernels_avx2_gemm.h): a panel tile is 16 pixels x one quad of K in 64
+ * bytes, pixel order, which is one zmm. Weights are packed once at create
+ * as int8 quads (nibbles of <= 4-bit weights unpacked there too):
+ * [group][block of MRV channels][K/4 quads][MRV] x 4 int8, K padded to a
+ * multiple of 4 and the last block to MRV channels with zeros. The
+ * micro-kernel holds MRV channels x 32 pixels in 16 zmm accumulators; per
+ * quad, 2 panel loads and MRV weight broadcasts (folded into vpdpbusd as
+ * {1to16} memory operands) feed 16 vpdpbusd (1024 MACs). */
+#include <string.h>
+
+#include "engine/qkernels_avx2_gemm.h"
+#include "engine/qkernels_vnni.h"
+
+#define MRV 8 /* output channels per block */
+
+static gemm_geom vnni_geometry(const nnq_qconv *c) {
+    gemm_geom g;
+    g.wide = false; /* uint8 quads in the panel */
+    g.nibbles = false;
+    g.step = 4;
+    g.kp = (c->K + 3) / 4 * 4;
+    g.mr = MRV;
+    g.ob = (c->og + MRV - 1) / MRV;
+    g.block_bytes = (size_t)(g.kp * MRV);
+    return g;
+}
+
+static nnq_status vnni_pack(nnq_qconv *c, const int8_t *w) {
+    const gemm_geom g = vnni_geometry(c);
+    c->w_bytes = g.block_bytes * (size_t)(g.ob * c->groups);
+    c->w = nnq_qalloc(c->w_bytes); /* zeroed: the padding */
+    if (!c->w) return nnq_fail(NNQ_ERR_NOMEM, "qconv: packed weights (%zu bytes)", c->w_bytes);
+    for (int64_t gr = 0; gr < c->groups; gr++)
+        for (int64_t o = 0; o < c->og; o++) {
+            const int8_t *src = w + (gr * c->og + o) * c->K;
+            int8_t *blk = (int8_t *)c->w + (size_t)(gr * g.ob + o / MRV) * g.block_bytes;
+            for (int64_t k = 0; k < c->K; k++) blk[(k / 4 * MRV + o % MRV) * 4 + k % 4] = src[k];
+        }
+    return NNQ_OK;
+}
+
+static void vnni_plan(nnq_qconv *c) {
+    const gemm_geom g = vnni_geometry(c);
+    nnq_avx2_gemm_plan_geom(c, &g);
+}
+
+#define ACC2(m) __m512i a##m##0 = _mm512_set1_epi32(bias[m]), a##m##1 = a##m##0
+#define DP2(m)                                                                                \
+    do {                                                                                      \
+        const __m512i w = _mm512_set1_epi32(wp[MRV * q + (m)]);                               \
+        a##m##0 = _mm512_dpbusd_epi32(a##m##0, x0, w);                                        \
+        a##m##1 = _mm512_dpbusd_epi32(a##m##1, x1, w);                                        \
+    } while (0)
+#define OUT2(m) (acc[m][0] = a##m##0, acc[m][1] = a##m##1)
+
+/* MRV channels x 32 pixels (two panel tiles); acc[m][h]: pixels 16h..16h+15. */
+static __attribute__((noinline)) void ukernel_2(int64_t nquads, const uint8_t *xp0,
+                                                const uint8_t *xp1, const int32_t *wp,
+                                                const int32_t *bias, __m512i acc[MRV][2]) {
+    ACC2(0); ACC2(1); ACC2(2); ACC2(3); ACC2(4); ACC2(5); ACC2(6); ACC2(7);
+    for (int64_t q = 0; q < nquads; q++) {
+        const __m512i x0 = _mm512_loadu_si512((const void *)(xp0 + 64 * q));
+        const __m512i x1 = _mm512_loadu_si512((const void *)(xp1 + 64 * q));
+        DP2(0); DP2(1); DP2(2); DP2(3); DP2(4); DP2(5); DP2(6); DP2(7);
+    }
+    OUT2(0); OUT2(1); OUT2(2); OUT2(3); OUT2(4); OUT2(5); OUT2(6); OUT2(7);
+}
+
+#define ACC1(m) __m512i a##m = _mm512_set1_epi32(bias[m])
+#define DP1(m) a##m = _mm512_dpbusd_epi32(a##m, x0, _mm512_set1_epi32(wp[MRV * q + (m)]))
+#define OUT1(m) (acc[m][0] = a##m)
+
+/* MRV channels x 16 pixels: the last tile of an odd count. */
+static __attribute__((noinline)) void ukernel_1(int64_t nquads, const uint8_t *xp0,
+                                                const int32_t *wp, const int32_t *bias,
+                                                __m512i acc[MRV][2]) {
+    ACC1(0); ACC1(1); ACC1(2); ACC1(3); ACC1(4); ACC1(5); ACC1(6); ACC1(7);
+    for (int64_t q = 0; q < nquads; q++) {
+        const __m512i x0 = _mm512_loadu_si512((const void *)(xp0 + 64 * q));
+        DP1(0); DP1(1); DP1(2); DP1(3); DP1(4); DP1(5); DP1(6); DP1(7);
+    }
+    OUT1(0); OUT1(1); OUT1(2); OUT1(3); OUT1(4); OUT1(5); OUT1(6); OUT1(7);
+}
+
+/* 4 channels x 16 lanes of y_zp + requant -> 4 rows of 16 bytes: the
+ * saturating packs (within 128-bit lanes) leave channel k's pixels 4l..4l+3
+ * in dword k of lane l; one dword permute puts each channel in a lane of
+ * its own, in pixel order; then the clamp, [lo, hi] per channel. */
+static inline __m512i pack4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i lo,
+                            __m512i hi) {
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i u = _mm512_packus_epi16(_mm512_packs_epi32(r0, r1), _mm512_packs_epi32(r2, r3));
+    return _mm512_min_epu8(_mm512_max_epu8(_mm512_permutexvar_epi32(idx, u), lo), hi);
+}
+
+static void vnni_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, int64_t cnt,
+                       int64_t b0, int64_t b1) {
+    const nnq_qconv *c = t->c;
+    const gemm_geom *g = &t->g;
+    const int64_t P = c->oh * c->ow, nq = g->kp / 4, ntiles = (cnt + NR - 1) / NR;
+    for (int64_t b = b0; b < b1; b++) {
+        const int32_t *wb = (const int32_t *)(c->w + (size_t)(gr * g->ob + b) * g->block_bytes);
+        const int64_t o0 = gr * c->og + b * MRV;
+        const int64_t valid = c->og - b * MRV < MRV ? c->og - b * MRV : MRV;
+        int32_t bias[MRV] = {0};
+        const nnq_qout *q[MRV]; /* padding channels: computed, not stored */
+        for (int64_t m = 0; m < MRV; m++) {
+            q[m] = &c->out[o0 + (m < valid ? m : 0)];
+            bias[m] = m < valid ? c->bias[o0 + m] : 0;
+        }
+        const __m512i lo0 = nnq_vnni_bytes4(q[0]->lo, q[1]->lo, q[2]->lo, q[3]->lo);
+        const __m512i lo1 = nnq_vnni_bytes4(q[4]->lo, q[5]->lo, q[6]->lo, q[7]->lo);
+        const __m512i hi0 = nnq_vnni_bytes4(q[0]->hi, q[1]->hi, q[2]->hi, q[3]->hi);
+        const __m512i hi1 = nnq_vnni_bytes4(q[4]->hi, q[5]->hi, q[6]->hi, q[7]->hi);
+        uint8_t *yrow = t->y + (n * c->out_ch + o0) * P + p0;
+        for (int64_t tile = 0; tile < ntiles; tile += 2) {
+            const int64_t halves = tile + 1 < ntiles ? 2 : 1;
+            const uint8_t *xp = t->panel + tile * nq * 64;
+            __m512i acc[MRV][2];
+            if (halves == 2) ukernel_2(nq, xp, xp + nq * 64, wb, bias, acc);
+            else ukernel_1(nq, xp, wb, bias, acc);
+            for (int64_t h = 0; h < halves; h++) {
+                const int64_t px = (tile + h) * NR, npx = cnt - px < NR ? cnt - px : NR;
+                __m128i out[MRV];
+                const __m512i u0 = pack4(nnq_vnni_requant(acc[0][h], q[0]),
+                                         nnq_vnni_requant(acc[1][h], q[1]),
+                                         nnq_vnni_requant(acc[2][h], q[2]),
+                                         nnq_vnni_requant(acc[3][h], q[3]), lo0, hi0);
+                const __m512i u1 = pack4(nnq_vnni_requant(acc[4][h], q[4]),
+                                         nnq_vnni_requant(acc[5][h], q[5]),
+                                         nnq_vnni_requant(acc[6][h], q[6]),
+                                         nnq_vnni_requant(acc[7][h], q[7]), lo1, hi1);
+                out[0] = _mm512_castsi512_si128(u0);
+                out[1] = _mm512_extracti32x4_epi32(u0, 1);
+                out[2] = _mm512_extracti32x4_epi32(u0, 2);
+                out[3] = _mm512_extracti32x4_epi32(u0, 3);
+                out[4] = _mm512_castsi512_si128(u1);
+                out[5] = _mm512_extracti32x4_epi32(u1, 1);
+                out[6] = _mm512_extracti32x4_epi32(u1, 2);
+                out[7] = _mm512_extracti32x4_epi32(u1, 3);
+                for (int64_t m = 0; m < valid; m++)
+                    nnq_avx2_store_n(yrow + m * P + px, out[m], npx);
+            }
+        }
+    }
+}
+
+static void vnni_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {
+    const gemm_geom g = vnni_geometry(c);
+    nnq_avx2_gemm_drive(c, &g, x, y, scratch, vnni_tiles);
+}
+
+static bool vnni_fits(const nnq_qconv *c) { return c->w_bits >= 2 && c->w_bits <= 8; }
+
+const nnq_qconv_kernel nnq_qconv_vnni_gemm = {
+    .name = "vnni-gemm",
+    .isa = NNQ_ISA_VNNI,
+    .fits = vnni_fits,
+    .pack = vnni_pack,
+    .plan = vnni_plan,
+    .run = vnni_run,
+};
