@@ -45,6 +45,13 @@ Two ways of running the quantized model, both reported:
 Usage (from the repo root):
   /usr/bin/python3 bench/torch_ptq.py [--models mnv2s,resnets]
       [--configs w8a8-pt,w8a8-pc,w4a8-pc] [--calib-size 1024] [--eval-limit 0]
+      [--save-preds DIR]
+
+--save-preds DIR writes each row's predicted classes (of the model `top1`
+counts) as DIR/<model>-<config>.npy (int64, one per test image), and the test
+images themselves, preprocessed, as DIR/test_x.npy with the labels in
+DIR/test_y.npy, so that bench/ptq_vs_torch.sh can pair them with nnq's
+predictions image by image.
 """
 import argparse
 import copy
@@ -118,11 +125,16 @@ def load_model(name):
 
 
 @torch.no_grad()
-def top1(model, x, y):
-    correct = 0
-    for i in range(0, len(x), EVAL_BATCH):
-        out = model(torch.from_numpy(x[i:i + EVAL_BATCH]))
-        correct += int((out.argmax(1).numpy() == y[i:i + EVAL_BATCH]).sum())
+def predict(model, x):
+    return np.concatenate([model(torch.from_numpy(x[i:i + EVAL_BATCH])).argmax(1).numpy()
+                           for i in range(0, len(x), EVAL_BATCH)]).astype(np.int64)
+
+
+def top1(model, x, y, preds_out=None):
+    pred = predict(model, x)
+    if preds_out is not None:
+        preds_out.append(pred)
+    correct = int((pred == y).sum())
     return 100.0 * correct / len(x), correct
 
 
@@ -164,6 +176,7 @@ def main():
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--eval-limit", type=int, default=0, help="first N test images (0: all)")
+    ap.add_argument("--save-preds", metavar="DIR", help="write per-image predictions here")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -185,6 +198,10 @@ def main():
         test_u8, test_y = test_u8[:args.eval_limit], test_y[:args.eval_limit]
     calib = make_models.preprocess(train_u8[:args.calib_size])
     test_x = make_models.preprocess(test_u8)
+    if args.save_preds:
+        os.makedirs(args.save_preds, exist_ok=True)
+        np.save(os.path.join(args.save_preds, "test_x.npy"), np.ascontiguousarray(test_x))
+        np.save(os.path.join(args.save_preds, "test_y.npy"), np.asarray(test_y, dtype=np.int64))
 
     for name in names:
         fp32 = load_model(name)
@@ -194,14 +211,15 @@ def main():
             t_start = time.time()
             rec = dict(model=name, config=cname, **cfg, calib_size=len(calib), n_eval=len(test_y),
                        engine=ENGINE, torch=torch.__version__, fp32_top1=round(fp32_top1, 2))
+            preds = []  # the last one appended is that of `top1`
             sim, rec["sim_calib_seconds"] = run_sim(fp32, cfg, calib)
             t0 = time.time()
-            rec["sim_top1"], _ = top1(sim, test_x, test_y)
+            rec["sim_top1"], _ = top1(sim, test_x, test_y, preds)
             rec["sim_eval_seconds"] = time.time() - t0
             if cfg["wbits"] == 8:
                 q, rec["calib_seconds"] = run_int8(fp32, cfg, calib)
                 t0 = time.time()
-                rec["top1"], _ = top1(q, test_x, test_y)
+                rec["top1"], _ = top1(q, test_x, test_y, preds)
                 rec["eval_seconds"] = time.time() - t0
                 rec["method"] = f"FX PTQ, int8 kernels ({ENGINE})"
             else:
@@ -210,6 +228,8 @@ def main():
                 rec["eval_seconds"] = rec["sim_eval_seconds"]
                 rec["method"] = "FX PTQ, fake-quant simulation"
             rec["seconds"] = time.time() - t_start
+            if args.save_preds:
+                np.save(os.path.join(args.save_preds, f"{name}-{cname}.npy"), preds[-1])
             for k in list(rec):
                 if isinstance(rec[k], float):
                     rec[k] = round(rec[k], 2 if "top1" in k else 3)

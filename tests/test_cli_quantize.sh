@@ -11,6 +11,9 @@
 #     class of (almost) every image; so does it for a per-tensor model
 #     after CLE, whose ReLU6 became Relu + per-channel Min caps;
 #  3. --encodings: valid JSON in the AIMET layout, min = scale * offset;
+#     --sym-range restricted (the default) / tight / full reach the weight
+#     scales written there (each channel's scale from its float weights by
+#     that convention's rule) and the stored integers (-8 used or not);
 #  4. bad requests fail with one line, the right exit code, and no output
 #     file: usage mistakes (2), a data-free recipe on a model without BN
 #     statistics, an unknown layer, a bit-width QDQ cannot store (1).
@@ -36,7 +39,7 @@ q = json.load(open(sys.argv[1]))
 e = json.load(open(sys.argv[2]))
 print(f"{sys.argv[4]}: float {q['float_top1']:.2f}%, W8A8 sim {q['quant_top1']:.2f}%, "
       f"QDQ eval {e['top1']:.2f}%", file=sys.stderr)
-assert q["wbits"] == 8 and q["abits"] == 8 and q["per_channel"] is True, q
+assert q["wbits"] == 8 and q["abits"] == 8 and q["per_channel"] is True and q["sym_range"] == "restricted", q
 assert q["float_top1"] - q["quant_top1"] <= 1.0, q
 assert abs(e["top1"] - q["quant_top1"]) < 1e-9, (e["top1"], q["quant_top1"])
 assert [s["name"] for s in q["steps"]][0] == "bn-fold", q["steps"]
@@ -121,6 +124,43 @@ for section in ("activation_encodings", "param_encodings"):
             assert len(encs) == 1 and encs[0]["is_symmetric"] == "True", (name, encs)
 PYEOF
 
+# Symmetric-range conventions, W4 per-channel min-max: flag -> encodings.
+for r in default tight full restricted; do
+    flag="--sym-range $r"
+    [ $r = default ] && flag=""
+    # shellcheck disable=SC2086
+    "$NNQ" quantize "$FIX/resnets.onnx" -o "$TMP/sym-$r.onnx" --wbits 4 --wrange minmax \
+        --arange minmax --calib-size 16 --encodings "$TMP/sym-$r.json" --quiet $flag ||
+        fail "quantize --sym-range $r"
+done
+"$PY" - "$FIX/resnets.onnx" "$TMP" <<'PYEOF' || fail "--sym-range in the encodings"
+import json, sys, onnx, numpy as np
+from onnx import numpy_helper
+w = {t.name: numpy_helper.to_array(t) for t in onnx.load(sys.argv[1]).graph.initializer}
+rule = {"tight": lambda lo, hi: max(-lo / 8, hi / 7), "full": lambda lo, hi: max(-lo, hi) / 7.5,
+        "restricted": lambda lo, hi: max(-lo, hi) / 7}
+enc = {r: json.load(open(f"{sys.argv[2]}/sym-{r}.json"))["param_encodings"]
+       for r in ("default", *rule)}
+assert enc["default"] == enc["restricted"], "the default is not restricted"
+for r, f in rule.items():
+    n = 0
+    for name, encs in enc[r].items():
+        x = w[name].reshape(len(encs), -1)
+        for c, e in enumerate(encs):
+            lo, hi = min(float(x[c].min()), 0.0), max(float(x[c].max()), 0.0)
+            if hi - lo == 0:
+                continue
+            assert e["bitwidth"] == 4 and e["offset"] == -8 and e["is_symmetric"] == "True", e
+            want = f(lo, hi)
+            assert abs(e["scale"] - want) <= 1e-6 * want, (r, name, c, e["scale"], want)
+            n += 1
+    assert n > 500, (r, n)
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(f"{sys.argv[2]}/sym-{r}.onnx").graph.initializer}
+    ints = np.concatenate([q[k + "_quantized"].ravel() for k in enc[r]])
+    assert ints.min() == (-7 if r == "restricted" else -8) and ints.max() == 7, (r, ints.min(), ints.max())
+print("sym-range: restricted (default), tight, full scales match their rules", file=sys.stderr)
+PYEOF
+
 # --- 4. errors: one line, exit code, no output written ----------------------
 expect_error() { # CODE PATTERN ARGS...
     code=$1 pattern=$2
@@ -138,6 +178,7 @@ expect_error() { # CODE PATTERN ARGS...
 expect_error 2 "-o OUT.onnx" "$FIX/mnv2s.onnx"
 expect_error 2 "wbits" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --wbits 1
 expect_error 2 "arange" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --arange foo
+expect_error 2 "sym-range" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --sym-range wide
 expect_error 2 "recipe" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --recipe fast
 expect_error 2 "exclude" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --adaround --bias-correct empirical
 expect_error 1 "BatchNorm" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --recipe data-free --quiet

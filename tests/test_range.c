@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "core/qmath.h"
 #include "quant/quantizer.h"
 #include "quant/range.h"
 
@@ -32,6 +33,13 @@ static double nrand(void) {
 
 static nnq_qconfig cfg(int bits, bool symmetric, bool is_signed) {
     nnq_qconfig c = {.bits = bits, .symmetric = symmetric, .is_signed = is_signed};
+    return c;
+}
+
+/* Symmetric signed, full-range scale (a / (2^(b-1) - 1/2)). */
+static nnq_qconfig cfg_full(int bits) {
+    nnq_qconfig c = cfg(bits, true, true);
+    c.sym_range = NNQ_SYM_FULL;
     return c;
 }
 
@@ -349,20 +357,90 @@ static void test_mse_data(void) {
     for (int i = 0; i < N; i++) x[i] = (float)nrand();
     x[100] = 12.0f; /* one outlier */
     const nnq_qconfig cs[] = {cfg(4, true, true), cfg(4, false, false), cfg(4, false, true),
-                              cfg(3, true, true)};
-    for (int k = 0; k < 4; k++) {
+                              cfg(3, true, true), cfg_full(4), cfg_full(3)};
+    for (int k = 0; k < (int)(sizeof cs / sizeof cs[0]); k++) {
         const nnq_qconfig *c = &cs[k];
         float lo, hi, mlo, mhi;
         CHECK_OK(nnq_range_from_data(x, N, 1, c, NNQ_RANGE_MINMAX, &mlo, &mhi));
         CHECK_OK(nnq_range_from_data(x, N, 1, c, NNQ_RANGE_MSE, &lo, &hi));
         double e = mse_of(c, x, N, lo, hi), e_mm = mse_of(c, x, N, mlo, mhi);
         double e_best = brute_mse(c, x, N, mlo, mhi);
-        fprintf(stderr, "  mse data  %d-bit sym %d signed %d: minmax %.5f  mse %.5f  brute %.5f  [%g, %g]\n",
-                c->bits, c->symmetric, c->is_signed, e_mm, e, e_best, lo, hi);
+        fprintf(stderr, "  mse data  %d-bit sym %d signed %d %s: minmax %.5f  mse %.5f  brute %.5f  [%g, %g]\n",
+                c->bits, c->symmetric, c->is_signed, nnq_sym_range_name(c->sym_range), e_mm, e,
+                e_best, lo, hi);
         CHECK(e < 0.5 * e_mm);
         CHECK(e <= 1.03 * e_best);
-        CHECK(lo >= mlo && hi <= mhi && hi < 6);
+        CHECK(lo >= mlo && hi <= mhi && hi < 6); /* clipped: within [min, max] */
     }
+}
+
+/* Full-range MSE search per channel (channels strided, as a weight whose
+ * channel axis is not outermost): each channel's search runs over full-range
+ * quantizers, up to the scale that holds [min, max] unclipped
+ * (max(-min / 8, max / 7) at 4 bits, which min-max's a / 7.5 does not when
+ * the maximum is positive), finds a range better than min-max, and is at
+ * least as good as the restricted and tight searches on the same channel.
+ * A channel too small for clipping to pay (a 3x3 depthwise kernel with a
+ * positive outlier) must come out unclipped. */
+static void test_mse_full_range_per_channel(void) {
+    enum { CH = 6, PER = 2000 };
+    static float w[CH * PER];
+    for (int i = 0; i < CH * PER; i++) w[i] = (float)(nrand() * (0.02 + 0.01 * (i % CH)));
+    w[3 * CH + 2] = 0.4f; /* outliers in two channels, one negative */
+    w[7 * CH + 4] = -0.5f;
+    const nnq_qconfig full = cfg_full(4), restr = cfg(4, true, true);
+    nnq_qconfig tight = restr;
+    tight.sym_range = NNQ_SYM_TIGHT;
+    nnq_qconfig pc = full;
+    pc.per_channel = true;
+    nnq_quantizer q;
+    CHECK_OK(nnq_quantizer_init(&q, &pc, 0, CH));
+    for (int ch = 0; ch < CH; ch++) {
+        const float *x = w + ch;
+        float mlo, mhi, lo, hi, rlo, rhi, tlo, thi;
+        CHECK_OK(nnq_range_from_data(x, PER, CH, &full, NNQ_RANGE_MINMAX, &mlo, &mhi));
+        CHECK_OK(nnq_range_from_data(x, PER, CH, &full, NNQ_RANGE_MSE, &lo, &hi));
+        CHECK_OK(nnq_range_from_data(x, PER, CH, &restr, NNQ_RANGE_MSE, &rlo, &rhi));
+        CHECK_OK(nnq_range_from_data(x, PER, CH, &tight, NNQ_RANGE_MSE, &tlo, &thi));
+        nnq_quantizer_set_range(&q, ch, lo, hi);
+        CHECK(q.scale[ch] <= fmax(-mlo / 8.0, mhi / 7.0) * (1 + 1e-6));
+        CHECK(q.zero_point[ch] == 0);
+        const double e = nnq_qerror_mse(&full, x, PER, CH, lo, hi);
+        const double e_mm = nnq_qerror_mse(&full, x, PER, CH, mlo, mhi);
+        const double e_r = nnq_qerror_mse(&restr, x, PER, CH, rlo, rhi);
+        const double e_t = nnq_qerror_mse(&tight, x, PER, CH, tlo, thi);
+        fprintf(stderr,
+                "  mse full per-channel %d: minmax %.3g  full %.3g  restricted %.3g  tight %.3g\n",
+                ch, e_mm, e, e_r, e_t);
+        CHECK(e < e_mm);
+        CHECK(e <= 1.01 * e_r && e <= 1.01 * e_t);
+        /* the quantizer built from the range scores what the search scored */
+        double acc = 0;
+        for (int i = 0; i < PER; i++) {
+            const float v = x[(int64_t)i * CH];
+            const double d = (double)v - (double)nnq_fake_quant_f(v, q.scale[ch], 0.0f,
+                                                                  (float)q.qmin, (float)q.qmax);
+            acc += d * d;
+        }
+        CHECK_NEAR(acc / PER, e, 1e-12 + 1e-9 * e);
+    }
+    nnq_quantizer_free(&q);
+    /* 3x3 kernel, largest magnitude positive: full min-max clips it by s/2,
+     * the search finds the unclipped s = max / 7 (error: rounding only). */
+    const float k9[9] = {0.7f, -0.31f, 0.22f, 0.05f, -0.44f, 0.13f, 0.36f, -0.08f, 0.27f};
+    float lo, hi, mlo, mhi;
+    CHECK_OK(nnq_range_from_data(k9, 9, 1, &full, NNQ_RANGE_MINMAX, &mlo, &mhi));
+    CHECK_OK(nnq_range_from_data(k9, 9, 1, &full, NNQ_RANGE_MSE, &lo, &hi));
+    const double e9 = nnq_qerror_mse(&full, k9, 9, 1, lo, hi);
+    const double e9_mm = nnq_qerror_mse(&full, k9, 9, 1, mlo, mhi);
+    double e9_whole = 0;
+    for (int i = 0; i < 9; i++) {
+        const double d = (double)k9[i] - nnq_fake_quant_f(k9[i], 0.1f, 0.0f, -8.0f, 7.0f);
+        e9_whole += d * d / 9;
+    }
+    fprintf(stderr, "  full 3x3: minmax [%g, %g] %.3g  mse [%g, %g] %.3g  s = max/7: %.3g\n", mlo,
+            mhi, e9_mm, lo, hi, e9, e9_whole);
+    CHECK(e9 <= e9_whole * (1 + 1e-6) && e9 < e9_mm);
 }
 
 /* The histogram's MSE range, measured on the raw values, is as good as the
@@ -376,8 +454,8 @@ static void test_mse_hist(void) {
     CHECK_OK(nnq_histogram_init(&h, NNQ_HIST_BINS));
     for (int b = 0; b < 10; b++) CHECK_OK(nnq_histogram_add(&h, x + b * (N / 10), N / 10));
     const nnq_qconfig cs[] = {cfg(4, true, true), cfg(4, false, false), cfg(8, false, false),
-                              cfg(6, true, true)};
-    for (int k = 0; k < 4; k++) {
+                              cfg(6, true, true), cfg_full(4), cfg_full(8)};
+    for (int k = 0; k < (int)(sizeof cs / sizeof cs[0]); k++) {
         const nnq_qconfig *c = &cs[k];
         float hlo, hhi, dlo, dhi, mlo, mhi;
         CHECK_OK(nnq_range_from_histogram(&h, c, NNQ_RANGE_MSE, 0, &hlo, &hhi));
@@ -386,8 +464,9 @@ static void test_mse_hist(void) {
         double eh = mse_of(c, x, N, hlo, hhi), ed = mse_of(c, x, N, dlo, dhi);
         double em = mse_of(c, x, N, mlo, mhi);
         fprintf(stderr,
-                "  mse hist  %d-bit sym %d: minmax %.3g  hist [%g, %g] %.4g  data [%g, %g] %.4g\n",
-                c->bits, c->symmetric, em, hlo, hhi, eh, dlo, dhi, ed);
+                "  mse hist  %d-bit sym %d %s: minmax %.3g  hist [%g, %g] %.4g  data [%g, %g] %.4g\n",
+                c->bits, c->symmetric, nnq_sym_range_name(c->sym_range), em, hlo, hhi, eh, dlo,
+                dhi, ed);
         CHECK(eh < em);
         if (c->bits < 8) CHECK(eh < 0.7 * em);
         CHECK(eh <= 1.03 * ed);
@@ -558,6 +637,7 @@ int main(void) {
     test_percentile();
     test_mse_data();
     test_mse_hist();
+    test_mse_full_range_per_channel();
     test_ce_logits();
     test_extreme_bits();
     time_per_channel();

@@ -18,6 +18,15 @@ void ptq_cli_help_options(FILE *fp) {
             "  --per-tensor           one weight scale per tensor\n"
             "  --asymmetric-weights   weights with a zero point (default symmetric)\n"
             "  --symmetric-acts       activations without a zero point (default asymmetric)\n"
+            "  --sym-range R          scale of a symmetric signed quantizer (weights) from its\n"
+            "                         range [lo, hi], a = max(-lo, hi), grid -2^(b-1)..2^(b-1)-1:\n"
+            "                         restricted (default): a / (2^(b-1) - 1), AIMET's and\n"
+            "                         TFLite's, -2^(b-1) never used; tight: the smallest\n"
+            "                         scale holding [lo, hi], max(-lo / 2^(b-1), hi /\n"
+            "                         (2^(b-1) - 1)): never clips, uses -2^(b-1) (up to +5\n"
+            "                         points at W4 with --wrange minmax); full: a / (2^(b-1)\n"
+            "                         - 1/2), PyTorch's (finer, but clips a positive maximum\n"
+            "                         by half a step). Measurements: docs/ptq.md\n"
             "  --wrange M             weight ranges: minmax or mse (default mse)\n"
             "  --arange M             activation ranges: minmax, mse, ce (mse, with\n"
             "                         cross-entropy on the logits; the default), bn (from\n"
@@ -67,6 +76,7 @@ int ptq_cli_parse(const char *cmd, int argc, char **argv, ptq_cli_opts *o, const
         {"per-channel", CLI_OPT_FLAG, &o->per_channel, 0, 0},
         {"asymmetric-weights", CLI_OPT_FLAG, &o->asymmetric_weights, 0, 0},
         {"symmetric-acts", CLI_OPT_FLAG, &o->symmetric_acts, 0, 0},
+        {"sym-range", CLI_OPT_STRING, &o->sym_range, 0, 0},
         {"wrange", CLI_OPT_STRING, &o->wrange, 0, 0},
         {"arange", CLI_OPT_STRING, &o->arange, 0, 0},
         {"percentile", CLI_OPT_STRING, &o->percentile, 0, 0},
@@ -143,6 +153,13 @@ int ptq_cli_build(const char *cmd, const ptq_cli_opts *o, nnq_ptq_options *p) {
     p->qsim.weights.symmetric = !o->asymmetric_weights;
     p->qsim.acts.symmetric = o->symmetric_acts;
     if (o->symmetric_acts) p->qsim.acts.is_signed = true;
+    if (o->sym_range) {
+        nnq_sym_range r;
+        if (!nnq_sym_range_parse(o->sym_range, &r))
+            return cli_usage_error(cmd, "--sym-range wants tight, full or restricted, got '%s'",
+                                   o->sym_range);
+        p->qsim.weights.sym_range = p->qsim.acts.sym_range = r;
+    }
     p->qsim.first_last_bits = (int)o->first_last_bits;
     p->calib.n = o->calib_size;
     p->calib.percentile = o->percentile_d;

@@ -19,6 +19,7 @@
 typedef struct ptq_cli_opts {
     const char *model, *output, *data, *encodings, *recipe, *wrange, *arange, *bias_correct;
     const char *input_range, *float_layers, *layer_bits, *eval_data, *eval_labels, *cle_relu6;
+    const char *sym_range;
     int64_t wbits, abits, calib_size, first_last_bits, adaround_iters, threads, eval_limit;
     double percentile_d;
     const char *percentile;

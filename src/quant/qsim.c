@@ -38,10 +38,15 @@ static bool value_is_const(const nnq_graph *g, int v) { return v >= 0 && g->valu
 
 void nnq_qsim_options_default(nnq_qsim_options *o) {
     memset(o, 0, sizeof *o);
+    /* Restricted symmetric scales (a / qmax, TFLite's and AIMET's): every
+     * runtime takes them. `tight` is better with min-max weights at 4 bits
+     * and equal with MSE ones (docs/ptq.md has the measurements). */
     o->weights = (nnq_qconfig){.bits = 8, .symmetric = true, .is_signed = true,
-                               .narrow = false, .per_channel = true};
+                               .narrow = false, .per_channel = true,
+                               .sym_range = NNQ_SYM_RESTRICTED};
     o->acts = (nnq_qconfig){.bits = 8, .symmetric = false, .is_signed = false,
-                            .narrow = false, .per_channel = false};
+                            .narrow = false, .per_channel = false,
+                            .sym_range = NNQ_SYM_RESTRICTED};
 }
 
 void nnq_calib_options_default(nnq_calib_options *o) {

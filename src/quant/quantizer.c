@@ -13,7 +13,29 @@ nnq_status nnq_qconfig_check(const nnq_qconfig *c) {
                         NNQ_QBITS_MAX);
     if (c->narrow && !c->is_signed)
         return nnq_fail(NNQ_ERR_INVALID, "a narrow-range quantizer must be signed");
+    if (c->sym_range != NNQ_SYM_RESTRICTED && c->sym_range != NNQ_SYM_FULL &&
+        c->sym_range != NNQ_SYM_TIGHT)
+        return nnq_fail(NNQ_ERR_INVALID, "unknown symmetric range convention %d",
+                        (int)c->sym_range);
     return NNQ_OK;
+}
+
+static const char *const sym_range_names[] = {
+    [NNQ_SYM_RESTRICTED] = "restricted", [NNQ_SYM_FULL] = "full", [NNQ_SYM_TIGHT] = "tight"};
+#define N_SYM_RANGES ((int)(sizeof sym_range_names / sizeof sym_range_names[0]))
+
+const char *nnq_sym_range_name(nnq_sym_range r) {
+    return (int)r >= 0 && (int)r < N_SYM_RANGES ? sym_range_names[r] : "unknown";
+}
+
+bool nnq_sym_range_parse(const char *s, nnq_sym_range *out) {
+    for (int i = 0; s && i < N_SYM_RANGES; i++) {
+        if (strcmp(s, sym_range_names[i]) == 0) {
+            *out = (nnq_sym_range)i;
+            return true;
+        }
+    }
+    return false;
 }
 
 nnq_status nnq_quantizer_init(nnq_quantizer *q, const nnq_qconfig *c, int axis, int n) {
@@ -67,7 +89,13 @@ static void params_from_range(const nnq_qconfig *c, int32_t qmin, int32_t qmax, 
     int32_t z = 0;
     if (c->symmetric) {
         double absmax = fmax(fabs((double)lo), fabs((double)hi));
-        s = absmax / (double)qmax;
+        /* Full range: -qmin = qmax + 1 gives d = qmax + 1/2; a narrow or
+         * unsigned grid already uses its whole width with d = qmax. */
+        double d = c->sym_range == NNQ_SYM_FULL && qmin < 0 ? 0.5 * ((double)qmax - (double)qmin)
+                                                             : (double)qmax;
+        s = absmax / d;
+        if (c->sym_range == NNQ_SYM_TIGHT && qmin < 0)
+            s = fmax(-fmin((double)lo, 0.0) / -(double)qmin, fmax((double)hi, 0.0) / (double)qmax);
     } else {
         double l = fmin((double)lo, 0.0), h = fmax((double)hi, 0.0);
         s = (h - l) / (double)(qmax - qmin);

@@ -20,7 +20,13 @@
  *       where AIMET scores 17 scales x 21 offsets.
  *
  * Refinement levels L: raw data 1 (each candidate costs a pass over the
- * values), histograms and logits 3 (candidates are cheap). */
+ * values), histograms and logits 3 (candidates are cheap).
+ *
+ * A full-range symmetric quantizer (quantizer.h) clips its positive end at
+ * ratio 1 (qmax s = a - s/2), so its ratios run up to the one that holds
+ * [lo0, hi0] whole (up to (2^b - 1)/(2^b - 2), 15/14 at 4 bits) and ratio 1
+ * is tried besides: the search covers both the finer and the unclipped
+ * scale. Restricted and tight quantizers clip nothing at ratio 1. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +70,7 @@ typedef struct range_search {
     void *ctx;
     double lo0, hi0;   /* unclipped range, contains 0 */
     bool joint;        /* symmetric: one ratio shrinks both ends */
+    double r_max;      /* largest ratio (>= 1; 1 unless full-range symmetric) */
     int refine_levels;
     bool have;         /* best_* valid */
     double best_a, best_b;
@@ -77,11 +84,12 @@ static bool score_better(range_score x, range_score y) {
     return x.err <= y.err + tol && x.tie < y.tie;
 }
 
-/* Score the range [lo0 * a, hi0 * b] (ratios outside (0, 1] are skipped). */
+/* Score the range [lo0 * a, hi0 * b] (ratios outside (0, r_max] are skipped). */
 static void search_try(range_search *s, double a, double b) {
-    if (!(a > 1e-9 && b > 1e-9) || a > 1 + 1e-9 || b > 1 + 1e-9) return;
-    a = fmin(a, 1.0);
-    b = fmin(b, 1.0);
+    const double top = s->r_max * (1 + 1e-9);
+    if (!(a > 1e-9 && b > 1e-9) || a > top || b > top) return;
+    a = fmin(a, s->r_max);
+    b = fmin(b, s->r_max);
     float lo = (float)(s->lo0 * a), hi = (float)(s->hi0 * b);
     range_score r = s->eval(s->ctx, lo, hi);
     if (isnan(r.err)) r.err = INFINITY;
@@ -105,8 +113,9 @@ static void search_run(range_search *s) {
     bool two_d = !s->joint && s->lo0 != 0 && s->hi0 != 0;
     if (!two_d) {
         enum { N = 100 };
-        for (int i = N; i >= 1; i--) search_try_1d(s, (double)i / N);
-        double step = 1.0 / N;
+        if (s->r_max > 1) search_try_1d(s, 1.0); /* min-max itself */
+        for (int i = N; i >= 1; i--) search_try_1d(s, s->r_max * i / N);
+        double step = s->r_max / N;
         for (int level = 0; level < s->refine_levels; level++) {
             double c = s->hi0 == 0 && !s->joint ? s->best_a : s->best_b;
             step /= 10;
@@ -137,6 +146,15 @@ static void search_range(range_search *s, double mn, double mx, const nnq_qconfi
     if (s->lo0 == 0 && s->hi0 == 0) {
         *lo = *hi = 0.0f;
         return;
+    }
+    s->r_max = 1.0;
+    int32_t qmin, qmax;
+    nnq_qgrid(c->bits, c->is_signed, c->narrow, &qmin, &qmax);
+    if (c->symmetric && c->sym_range == NNQ_SYM_FULL && qmin < 0) {
+        /* ratio r gives s = r a / d; the unclipped scale holds both ends */
+        const double a = fmax(-s->lo0, s->hi0), d = 0.5 * ((double)qmax - (double)qmin);
+        const double s_whole = fmax(-s->lo0 / -(double)qmin, s->hi0 / (double)qmax);
+        s->r_max = fmax(1.0, s_whole * d / a);
     }
     search_run(s);
     *lo = s->best_lo;

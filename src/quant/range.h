@@ -79,7 +79,10 @@ nnq_status nnq_range_from_histogram(const nnq_histogram *h, const nnq_qconfig *c
  * by minmax or mse (grid search over clipping of [min, max]: symmetric
  * candidates scale max|x|, asymmetric ones shrink lo and hi independently;
  * each candidate scored by nnq_qerror_mse). Non-finite values are skipped
- * for min and max; no finite value → [0, 0]. */
+ * for min and max; no finite value → [0, 0]. Every search honours c's
+ * sym_range; under NNQ_SYM_FULL a symmetric result may be wider than
+ * [min, max] (by up to (2^b - 1)/(2^b - 2)): the range whose full-range
+ * scale holds a positive maximum unclipped (range.c). */
 nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
                                const nnq_qconfig *c, nnq_range_method m, float *lo,
                                float *hi);
