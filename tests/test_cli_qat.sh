@@ -10,7 +10,11 @@
 #  2. a model with BatchNorm (`nnq train --arch tiny`): LSQ+ per-channel keeps
 #     both BN nodes in training and folds them at export (with BN
 #     re-estimation), per-tensor folds them first; both exports evaluate to
-#     the reported top-1;
+#     the reported top-1; --report writes a well-formed page and its JSON
+#     (tests/lib/check_report.py: tables equal, SVGs parse) whose quantized
+#     top-1 is `nnq eval`'s of the written model, with the float model's
+#     top-1 (BN folded), one SQNR row per layer and the integer engine's
+#     column filled (INT == SIM);
 #  3. --stop-after + --resume gives the same model file as one run, and
 #     SIGINT mid-run exits 130 with a checkpoint that --resume completes;
 #  4. bad requests fail with one line, the right exit code, no output file.
@@ -74,11 +78,16 @@ for mode in per-channel per-tensor; do
     # shellcheck disable=SC2086
     "$NNQ" qat "$TMP/tiny.onnx" -o "$TMP/tiny.$mode.onnx" --method lsq+ --init lsq --$mode \
         --train-limit 256 --batch 64 --epochs 1 --lr 1e-3 --calib-size 128 --eval \
-        --test-limit 200 --json --quiet --threads 2 $extra >"$TMP/tiny.$mode.json" ||
-        fail "qat tiny $mode"
+        --test-limit 200 --json --quiet --threads 2 $extra --report "$TMP/tiny.$mode.report.html" \
+        >"$TMP/tiny.$mode.json" || fail "qat tiny $mode"
+    [ -s "$TMP/tiny.$mode.report.html" ] && [ -s "$TMP/tiny.$mode.report.json" ] ||
+        fail "qat --report $mode: page or JSON missing"
+    "$PY" tests/lib/check_report.py "$TMP/tiny.$mode.report.json" "$TMP/tiny.$mode.report.html" 3 ||
+        fail "qat --report $mode: page and JSON disagree"
     "$NNQ" eval "$TMP/tiny.$mode.onnx" --limit 200 --json --quiet >"$TMP/tiny.$mode.eval.json" ||
         fail "eval tiny $mode"
-    "$PY" - "$TMP/tiny.$mode.json" "$TMP/tiny.$mode.eval.json" $mode <<'PYEOF' || fail "tiny $mode checks"
+    "$PY" - "$TMP/tiny.$mode.json" "$TMP/tiny.$mode.eval.json" $mode "$TMP/tiny.$mode.report.json" \
+        "$TMP/tiny.$mode.report.html" <<'PYEOF' || fail "tiny $mode checks"
 import json, sys
 q = json.load(open(sys.argv[1]))
 e = json.load(open(sys.argv[2]))
@@ -93,6 +102,22 @@ if sys.argv[3] == "per-tensor":
     assert q["export_top1"] == q["qat_top1"], q
 else:  # BN folded into the scales: the same integers, float rounding aside
     assert abs(q["export_top1"] - q["qat_top1"]) <= 2.0, q
+# the report: the same images (--test-limit 200), the written model's top-1
+r = json.load(open(sys.argv[4]))
+page = open(sys.argv[5], encoding="utf-8").read()
+heads = {h["label"]: h["value"] for h in r["summary"]["headlines"]}
+assert abs(heads["quantized top-1"] - e["top1"]) < 0.005, (heads, e["top1"])
+assert abs(heads["float top-1"] - q["float_top1"]) < 0.005, (heads, q["float_top1"])
+assert f'{e["top1"]:.2f}' in page and "QAT lsq+" in page, "summary not on the page"
+sec = next(s for s in r["sections"] if s["title"] == "Quantization error per layer (SQNR)")
+tables = {i["caption"]: i for i in sec["items"] if i["type"] == "table"}
+sq, eng = tables["SQNR per layer, graph order"], tables["Integer engine per layer, graph order"]
+assert [x["cells"][0] for x in sq["rows"]] == ["conv1", "conv2", "fc"], sq["rows"]
+for rs, re_ in zip(sq["rows"], eng["rows"]):
+    assert all(v is not None for v in rs["cells"][6:9]), rs  # weights, sim, int: all measured
+    assert re_["cells"][1] == "int" and re_["cells"][3] == 0, re_  # lowered, INT == SIM
+    assert abs(rs["cells"][7] - rs["cells"][8]) <= 1.0, rs
+assert any(s["title"] == "Per-layer sensitivity" for s in r["sections"])
 PYEOF
 done
 

@@ -9,9 +9,9 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/engine_model.h"
+#include "cli/eval_top1.h"
 #include "cli/json_out.h"
 #include "cli/model_load.h"
-#include "cli/progress.h"
 #include "data/dataset.h"
 
 #define DEFAULT_BATCH 64
@@ -23,11 +23,6 @@ typedef struct eval_opts {
     int64_t limit, batch, threads;
     bool json, quiet;
 } eval_opts;
-
-typedef struct eval_result {
-    int64_t n, correct;
-    double seconds;
-} eval_result;
 
 void cmd_eval_help(FILE *fp) {
     fprintf(fp,
@@ -141,58 +136,11 @@ static nnq_status check_output(const cli_model *m, const eval_opts *o, const nnq
     return NNQ_OK;
 }
 
-static int64_t argmax(const float *row, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (row[i] > row[best]) best = i; /* strict: ties keep the lowest index */
-    return best;
+static nnq_status run_model(void *ctx, const nnq_tensor *x, const nnq_tensor **y) {
+    return cli_model_run(ctx, x, y);
 }
 
-/* A model with a fixed batch dim gets its last, partial batch zero-padded
- * in `pad` (only the real rows are scored). */
-static nnq_status run_all(cli_model *m, const eval_opts *o, const nnq_dataset *d,
-                          int64_t batch, bool fixed_batch, int64_t classes, eval_result *r) {
-    nnq_status s = NNQ_OK;
-    float *pad = NULL;
-    cli_progress prog = {0}; /* disabled until started */
-    cli_progress_start(&prog, "eval", "images", d->n, !o->quiet);
-    double t0 = cli_now();
-    size_t per = (size_t)d->c * (size_t)d->h * (size_t)d->w;
-    r->n = d->n;
-    r->correct = 0;
-    for (int64_t start = 0; start < d->n; start += batch) {
-        int64_t count = d->n - start < batch ? d->n - start : batch;
-        nnq_tensor x;
-        nnq_dataset_batch(d, start, count, &x);
-        if (fixed_batch && count < batch) {
-            if (!pad && !(pad = calloc((size_t)batch * per, sizeof *pad))) {
-                s = nnq_fail(NNQ_ERR_NOMEM, "out of memory padding the last batch");
-                goto done;
-            }
-            memcpy(pad, x.data, (size_t)count * per * sizeof *pad);
-            x.data = pad;
-            x.dims[0] = batch;
-        }
-        const nnq_tensor *y;
-        if ((s = cli_model_run(m, &x, &y)) != NNQ_OK) goto done;
-        if (nnq_tensor_numel(y) != x.dims[0] * classes) {
-            s = nnq_fail(NNQ_ERR_SHAPE, "output has %lld values for %lld images of %lld classes",
-                         (long long)nnq_tensor_numel(y), (long long)x.dims[0], (long long)classes);
-            goto done;
-        }
-        const float *logits = nnq_f32(y);
-        for (int64_t i = 0; i < count; i++)
-            if (argmax(logits + i * classes, classes) == d->labels[start + i]) r->correct++;
-        cli_progress_update(&prog, start + count);
-    }
-    r->seconds = cli_now() - t0;
-done:
-    cli_progress_finish(&prog);
-    free(pad);
-    return s;
-}
-
-static void report(const eval_opts *o, const eval_result *r) {
+static void report(const eval_opts *o, const cli_eval_result *r) {
     double top1 = 100.0 * (double)r->correct / (double)r->n;
     double rate = r->seconds > 0 ? (double)r->n / r->seconds : 0;
     if (!o->quiet)
@@ -221,7 +169,7 @@ int cmd_eval_run(int argc, char **argv) {
 
     cli_model m;
     nnq_dataset d = {0};
-    eval_result r = {0};
+    cli_eval_result r = {0};
     int64_t classes = 0;
     nnq_status s = cli_model_open(o.model, o.engine, (int)o.threads, o.quiet, &m);
     if (s != NNQ_OK) return cli_fail(s);
@@ -238,7 +186,9 @@ int cmd_eval_run(int argc, char **argv) {
     int64_t fixed = m.in.t.dims[0];
     int64_t batch = fixed > 0 ? fixed : o.batch;
     if ((s = check_output(&m, &o, &d, batch, &classes)) != NNQ_OK) goto fail;
-    if ((s = run_all(&m, &o, &d, batch, fixed > 0, classes, &r)) != NNQ_OK) goto fail;
+    if ((s = cli_eval_top1(&d, batch, fixed > 0, classes, run_model, &m, "eval", !o.quiet, &r)) !=
+        NNQ_OK)
+        goto fail;
     report(&o, &r);
     nnq_dataset_free(&d);
     cli_model_close(&m);

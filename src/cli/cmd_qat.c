@@ -2,11 +2,13 @@
  * Fashion-MNIST (src/qat/), exported as the same QDQ ONNX model and
  * encodings as `nnq quantize`. */
 #define _POSIX_C_SOURCE 200809L /* fileno */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -14,7 +16,9 @@
 #include "cli/json_out.h"
 #include "cli/model_load.h"
 #include "cli/progress.h"
+#include "cli/report_out.h"
 #include "data/dataset.h"
+#include "diag/diag.h"
 #include "onnx/onnx_io.h"
 #include "qat/qat.h"
 #include "quant/qdq_export.h"
@@ -28,6 +32,8 @@ typedef struct qat_opts {
     int64_t wbits, abits, first_last_bits, epochs, batch, train_limit, test_limit, calib_size;
     int64_t bn_reestimate, seed, threads, checkpoint_every, stop_after;
     bool per_channel, per_tensor, fold_bn, augment, eval, json, quiet;
+    const char *report; /* --report PATH */
+    const char *sym_range; /* --sym-range, as for nnq quantize */
 } qat_opts;
 
 void cmd_qat_help(FILE *fp) {
@@ -40,6 +46,7 @@ void cmd_qat_help(FILE *fp) {
             "               [--fold-bn] [--bn-reestimate N] [--augment]\n"
             "               [--data fashion-mnist] [--train-limit N] [--test-limit N]\n"
             "               [--calib-size N] [--eval] [--json] [--encodings OUT.json]\n"
+            "               [--report R.html]\n"
             "               [--checkpoint PATH] [--checkpoint-every N] [--resume PATH]\n"
             "               [--seed S] [--threads T] [--quiet]\n"
             "\n"
@@ -62,6 +69,8 @@ void cmd_qat_help(FILE *fp) {
             "                         stays in training and folds into the scales at export\n"
             "  --per-tensor           one weight scale per tensor; BN folded before training\n"
             "  --fold-bn              fold BN before training with per-channel weights too\n"
+            "  --sym-range R          symmetric weight scale rule for the initial ranges:\n"
+            "                         restricted (default), tight or full (nnq quantize --help)\n"
             "  --first-last-bits B    first and last layer at B bits (default 8; 0: as the rest)\n"
             "  --init I               mse (PTQ MSE ranges, cross-entropy on the logits; the\n"
             "                         default), minmax, or lsq (the method's paper init)\n"
@@ -88,6 +97,11 @@ void cmd_qat_help(FILE *fp) {
             "                         training graph before training and after each epoch,\n"
             "                         and the export\n"
             "  --encodings PATH       also write AIMET-style encodings JSON\n"
+            "  --report PATH          also write an HTML report of the exported model against\n"
+            "                         the float one (top-1, per-layer SQNR in the simulation\n"
+            "                         and the integer engine, sensitivity, histograms; JSON\n"
+            "                         beside it), on the --test-limit test images (default\n"
+            "                         the first 1000); see `nnq analyze`\n"
             "  --checkpoint PATH      write a checkpoint after every epoch (atomically)\n"
             "  --checkpoint-every N   also every N steps (needs --checkpoint)\n"
             "  --resume PATH          continue from a checkpoint with the same options\n"
@@ -124,6 +138,7 @@ static int parse(int argc, char **argv, qat_opts *o) {
         {"per-channel", CLI_OPT_FLAG, &o->per_channel, 0, 0},
         {"per-tensor", CLI_OPT_FLAG, &o->per_tensor, 0, 0},
         {"fold-bn", CLI_OPT_FLAG, &o->fold_bn, 0, 0},
+        {"sym-range", CLI_OPT_STRING, &o->sym_range, 0, 0},
         {"first-last-bits", CLI_OPT_INT, &o->first_last_bits, 0, 8},
         {"init", CLI_OPT_STRING, &o->init, 0, 0},
         {"ema", CLI_OPT_STRING, &o->ema_s, 0, 0},
@@ -143,6 +158,7 @@ static int parse(int argc, char **argv, qat_opts *o) {
         {"calib-size", CLI_OPT_INT, &o->calib_size, 1, 1 << 24},
         {"eval", CLI_OPT_FLAG, &o->eval, 0, 0},
         {"encodings", CLI_OPT_STRING, &o->encodings, 0, 0},
+        {"report", CLI_OPT_STRING, &o->report, 0, 0},
         {"checkpoint", CLI_OPT_STRING, &o->checkpoint, 0, 0},
         {"checkpoint-every", CLI_OPT_INT, &o->checkpoint_every, 0, INT64_MAX},
         {"resume", CLI_OPT_STRING, &o->resume, 0, 0},
@@ -183,6 +199,9 @@ static int make_options(const qat_opts *o, nnq_qat_options *q, nnq_train_config 
     q->qsim.weights.bits = (int)o->wbits;
     q->qsim.acts.bits = (int)o->abits;
     q->qsim.weights.per_channel = !o->per_tensor;
+    if (o->sym_range && !nnq_sym_range_parse(o->sym_range, &q->qsim.weights.sym_range))
+        return cli_usage_error("qat", "--sym-range must be tight, full or restricted, got '%s'",
+                               o->sym_range);
     q->qsim.first_last_bits = (int)o->first_last_bits;
     q->keep_bn = !o->fold_bn;
     q->calib_n = o->calib_size;
@@ -319,6 +338,56 @@ static void report_stop(const nnq_train_config *c, const nnq_train_result *r) {
     fflush(stderr);
 }
 
+/* --report: the exported simulation against the float model (BN folded,
+ * as the simulation's were; values matched by name), as `nnq quantize
+ * --report` shows a PTQ result; no CLE picture and no bit-width sweep
+ * (they describe PTQ), HTML + JSON beside it. */
+static nnq_status write_report(const qat_opts *o, nnq_qat *qa, const nnq_graph *model,
+                               const nnq_dataset *calib, const nnq_dataset *test,
+                               const qat_result *r) {
+    nnq_diag_options dopt;
+    nnq_diag_options_default(&dopt);
+    dopt.ptq.qsim = qa->opt.qsim;
+    dopt.ptq.calib.n = qa->opt.calib_n;
+    dopt.source = "qat";
+    dopt.bit_sweep = dopt.cle_ranges = false;
+    dopt.threads = (int)o->threads;
+    char recipe[96];
+    snprintf(recipe, sizeof recipe, "QAT %s, %d epoch%s", nnq_qat_method_name(qa->opt.method),
+             r->tr.epochs_done, r->tr.epochs_done == 1 ? "" : "s");
+    dopt.recipe_name = recipe;
+    const char *slash = strrchr(o->model, '/');
+    dopt.model_name = slash ? slash + 1 : o->model;
+    struct stat st;
+    dopt.model_bytes = stat(o->model, &st) == 0 ? (int64_t)st.st_size : 0;
+    nnq_ptq_report steps = {.n_steps = 2}; /* memory: not measured per step ("–") */
+    steps.steps[0].name = "initialisation";
+    steps.steps[0].seconds = r->init_seconds;
+    steps.steps[0].peak_rss_mb = NAN;
+    steps.steps[1].name = "training";
+    steps.steps[1].seconds = r->tr.train_seconds;
+    steps.steps[1].peak_rss_mb = NAN;
+    nnq_dataset eval = *test; /* a view: the first images only */
+    if (o->test_limit == 0 && eval.n > 1000) eval.n = 1000;
+    cli_sink sink;
+    cli_sink_open(&sink, !o->quiet);
+    const nnq_ptq_log log = {.fp = sink.log, .progress = {cli_sink_progress, &sink}};
+    nnq_graph *fg = NULL;
+    nnq_diag d = {0};
+    nnq_status s = nnq_diag_float_reference(model, &fg);
+    if (s == NNQ_OK) s = nnq_diag_collect(model, fg, qa->sim, &steps, calib, &eval, &dopt, &log, &d);
+    if (s == NNQ_OK) s = cli_report_write(&d, &dopt, o->report);
+    if (s == NNQ_OK && log.fp) {
+        char json[4096];
+        cli_report_json_path(o->report, json, sizeof json);
+        fprintf(log.fp, "report: %s (data: %s)\n", o->report, json);
+    }
+    nnq_diag_free(&d);
+    nnq_graph_free(fg);
+    cli_sink_close(&sink);
+    return s;
+}
+
 int cmd_qat_run(int argc, char **argv) {
     qat_opts o;
     memset(&o, 0, sizeof o);
@@ -354,7 +423,8 @@ int cmd_qat_run(int argc, char **argv) {
     nnq_status s = cli_load_model(o.model, &model);
     if (s == NNQ_OK) s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TRAIN, o.train_limit, &train);
     if (s == NNQ_OK) s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TRAIN, o.calib_size, &calib);
-    if (s == NNQ_OK && o.eval) s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o.test_limit, &test);
+    if (s == NNQ_OK && (o.eval || o.report))
+        s = nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, o.test_limit, &test);
     if (s == NNQ_OK) s = nnq_qat_create(model, &calib, &qo, &qa);
     r.init_seconds = cli_now() - t0;
     if (s == NNQ_OK && o.eval) s = top1(qa->teacher, &test, th, &r.float_top1);
@@ -392,6 +462,7 @@ int cmd_qat_run(int argc, char **argv) {
     if (s == NNQ_OK && o.encodings) s = nnq_qsim_write_encodings(qa->sim, o.encodings);
     if (s == NNQ_OK && o.eval) s = top1(qa->sim->g, &test, th, &r.export_top1);
     r.seconds = cli_now() - t0;
+    if (s == NNQ_OK && o.report) s = write_report(&o, qa, model, &calib, &test, &r);
     if (s != NNQ_OK) {
         rc = cli_fail(s);
         goto done;

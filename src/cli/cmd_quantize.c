@@ -9,17 +9,18 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/eval_top1.h"
 #include "cli/json_out.h"
 #include "cli/model_load.h"
 #include "cli/progress.h"
 #include "cli/ptq_cli.h"
+#include "cli/report_out.h"
 #include "diag/diag.h"
 #include "report/report.h"
 #include "data/dataset.h"
 #include "onnx/onnx_io.h"
 #include "ptq/recipe.h"
 #include "quant/qdq_export.h"
-#include "train/trainer.h"
 
 
 void cmd_quantize_help(FILE *fp) {
@@ -47,9 +48,10 @@ void cmd_quantize_help(FILE *fp) {
             "\n"
             "options:\n"
             "  -o, --output PATH      the QDQ model to write (atomically)\n"
-            "  --report PATH          also write an HTML report (per-layer SQNR and\n"
-            "                         sensitivity, channel ranges, histograms; JSON beside\n"
-            "                         it as PATH.json); see `nnq analyze`\n");
+            "  --report PATH          also write an HTML report (per-layer SQNR in the\n"
+            "                         simulation and the integer engine, sensitivity, channel\n"
+            "                         ranges, histograms; JSON beside it as PATH.json); see\n"
+            "                         `nnq analyze`\n");
     ptq_cli_help_options(fp);
 }
 
@@ -57,10 +59,11 @@ static nnq_status evaluate(const ptq_cli_opts *o, const nnq_graph *model, const 
                            double *float_top1, double *quant_top1) {
     nnq_dataset d = {0};
     nnq_status s = ptq_cli_load_eval(o, &d);
-    double loss;
     if (s == NNQ_OK && !d.labels) s = nnq_fail(NNQ_ERR_INVALID, "no labelled images to evaluate on");
-    if (s == NNQ_OK) s = nnq_evaluate(model, &d, 64, (int)o->threads, &loss, float_top1);
-    if (s == NNQ_OK) s = nnq_evaluate(sim->g, &d, 64, (int)o->threads, &loss, quant_top1);
+    if (s == NNQ_OK)
+        s = cli_eval_graph(model, &d, 64, (int)o->threads, "eval float", !o->quiet, float_top1);
+    if (s == NNQ_OK)
+        s = cli_eval_graph(sim->g, &d, 64, (int)o->threads, "eval quantized", !o->quiet, quant_top1);
     nnq_dataset_free(&d);
     return s;
 }
@@ -75,6 +78,7 @@ static void report_json(const ptq_cli_opts *o, const nnq_ptq_options *p, const n
     cli_json_int(&j, "wbits", p->qsim.weights.bits);
     cli_json_int(&j, "abits", p->qsim.acts.bits);
     cli_json_bool(&j, "per_channel", p->qsim.weights.per_channel);
+    cli_json_string(&j, "sym_range", nnq_sym_range_name(p->qsim.weights.sym_range));
     cli_json_string(&j, "recipe", o->recipe);
     cli_json_string(&j, "wrange", nnq_range_method_name(p->wrange));
     cli_json_string(&j, "arange", p->arange_bn ? "bn" : nnq_range_method_name(p->calib.method));
@@ -126,12 +130,10 @@ static nnq_status write_report(const ptq_cli_opts *o, const nnq_ptq_options *p, 
     nnq_dataset eval = {0};
     nnq_diag d = {0};
     char json[4096];
-    const size_t len = strlen(o->report);
-    const size_t stem = len > 5 && strcmp(o->report + len - 5, ".html") == 0 ? len - 5 : len;
-    snprintf(json, sizeof json, "%.*s.json", (int)stem, o->report);
+    cli_report_json_path(o->report, json, sizeof json);
     nnq_status s = ptq_cli_load_eval(&eo, &eval);
     if (s == NNQ_OK) s = nnq_diag_collect(model, fg, sim, r, calib, &eval, &dopt, log, &d);
-    if (s == NNQ_OK) s = ptq_cli_write_report(&d, &dopt, o->report, json, false);
+    if (s == NNQ_OK) s = cli_report_write(&d, &dopt, o->report);
     if (s == NNQ_OK && log->fp) fprintf(log->fp, "report: %s (data: %s)\n", o->report, json);
     nnq_diag_free(&d);
     nnq_dataset_free(&eval);

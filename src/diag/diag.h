@@ -6,7 +6,9 @@
  *     output activations) quantized, the rest float; the top-1 drop, or the
  *     SQNR of the logits when the evaluation images carry no labels;
  *   - per-layer SQNR of weights and of each layer's output, float graph vs
- *     the full simulation (and vs the integer engine when one is attached);
+ *     the full simulation and vs the integer engine (the QDQ model `nnq
+ *     quantize` writes, lowered: diag_engine.c), with the engine's own
+ *     float emulation and the simulation compared element by element;
  *   - per-channel weight ranges of each layer before and after cross-layer
  *     equalization;
  *   - activation histograms with the range each method would choose;
@@ -34,6 +36,10 @@ typedef struct nnq_diag_options {
     int n_histograms;         /* activation histograms shown (default 4) */
     int n_range_charts;       /* layers whose per-channel ranges are drawn (default 4) */
     int64_t sqnr_images;      /* images for the SQNR pass (default 256) */
+    bool engine;              /* also lower the model to the integer engine and read each
+                                 layer's output there (default true) */
+    const char *source;       /* what made the simulation: "ptq" (default) or "qat";
+                                 prefixes its steps in the time table */
     int threads;
 } nnq_diag_options;
 
@@ -47,6 +53,12 @@ typedef struct nnq_diag_layer {
     double w_sqnr_db;         /* float weights vs quantized */
     double a_sqnr_db;         /* layer output: float graph vs simulation */
     double a_sqnr_int_db;     /* ... vs the integer engine (NaN: not measured) */
+    char engine[8];           /* how the engine runs the layer: "int", "float" (a
+                                 fallback named in the lowering's notes), "" (not measured) */
+    double int_sim_max;       /* max |INT - SIM| of the output: the engine's kernels vs its
+                                 float emulation (0 unless something is broken) */
+    double int_qsim_steps;    /* max |INT - simulation| of the output, in steps of its grid */
+    double int_qsim_differ;   /* percent of output elements where INT != simulation */
     double drop_w, drop_a;    /* sensitivity (NaN: not measured) */
 } nnq_diag_layer;
 
@@ -95,6 +107,9 @@ typedef struct nnq_diag {
     int n_steps;
     nnq_diag_step steps[NNQ_DIAG_MAX_STEPS];
     int cle_pairs;
+    bool has_engine;          /* the engine columns were measured */
+    int engine_float_nodes;   /* nodes the lowering left in float */
+    char engine_note[512];    /* why the engine was not measured, or "" */
 } nnq_diag;
 
 /* Analyse `model` (not modified). calib: calibration images (may be NULL
@@ -104,13 +119,21 @@ nnq_status nnq_diag_run(const nnq_graph *model, const nnq_dataset *calib, const 
                         const nnq_diag_options *o, const nnq_ptq_log *log, nnq_diag *out);
 void nnq_diag_free(nnq_diag *d);
 
-/* The same measurements on a PTQ result already at hand (`nnq quantize
- * --report`): fg and s as nnq_ptq_run returned them, r its report (may be
- * NULL). s's quantizers are toggled during sensitivity and restored. */
+/* The same measurements on a result already at hand (`nnq quantize
+ * --report`, `nnq qat --report`): s the simulation, fg the float graph it
+ * is compared with (as nnq_ptq_run returns them, or any float graph whose
+ * values carry the same names: values are matched by name), r the PTQ
+ * report (may be NULL). s's quantizers are toggled during sensitivity and
+ * restored. */
 nnq_status nnq_diag_collect(const nnq_graph *model, const nnq_graph *fg, nnq_qsim *s,
                             const nnq_ptq_report *r, const nnq_dataset *calib,
                             const nnq_dataset *eval, const nnq_diag_options *o,
                             const nnq_ptq_log *log, nnq_diag *d);
+
+/* A float graph whose values match a simulation's by name, for a
+ * simulation not made by nnq_ptq_run (QAT): `model` cloned, prepared, its
+ * BatchNorms folded (as the simulation's were). */
+nnq_status nnq_diag_float_reference(const nnq_graph *model, nnq_graph **out);
 
 /* The report of a result: summary (float vs quantized, model bytes, the
  * three most sensitive layers with what to try), then one section per

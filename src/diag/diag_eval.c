@@ -90,3 +90,26 @@ nnq_status nnq_diag_eval(const nnq_graph *g, const nnq_dataset *d, int64_t n, in
     if (logits_out) *logits_out = keep;
     return NNQ_OK;
 }
+
+int *nnq_diag_value_map(const nnq_qsim *s, const nnq_graph *fg) {
+    const nnq_graph *g = s->g;
+    int *map = malloc(sizeof(int) * (size_t)(g->n_values ? g->n_values : 1));
+    if (!map) return NULL;
+    for (int v = 0; v < g->n_values; v++) {
+        const char *name = g->values[v].name;
+        /* a simulation of fg itself keeps every index (the common case) */
+        if (v < fg->n_values && name && fg->values[v].name && strcmp(name, fg->values[v].name) == 0)
+            map[v] = v;
+        else
+            map[v] = name && *name ? nnq_graph_find_value(fg, name) : -1;
+    }
+    /* A quantized graph output took the float value's name (which became
+     * "<name>_float"): the float value is the one named like the output. */
+    for (int i = 0; i < s->n_quant; i++) {
+        const nnq_qsim_quant *q = &s->quant[i];
+        if (!nnq_graph_is_output(g, q->output)) continue;
+        map[q->input] = nnq_graph_find_value(fg, g->values[q->output].name);
+        map[q->output] = -1;
+    }
+    return map;
+}

@@ -72,7 +72,7 @@ static nnq_status finish(nnq_diag_hist *h, const nnq_histogram *hg, const nnq_qs
     return NNQ_OK;
 }
 
-nnq_status nnq_diag_histograms(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg,
+nnq_status nnq_diag_histograms(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg, const int *fmap,
                                const nnq_dataset *images, int64_t n, int n_hist, int threads) {
     if (n_hist <= 0) return NNQ_OK;
     if (n <= 0 || n > images->n) n = images->n;
@@ -95,7 +95,8 @@ nnq_status nnq_diag_histograms(nnq_diag *d, const nnq_qsim *s, const nnq_graph *
         nnq_dataset_batch(images, start, count, &x);
         if ((st = nnq_exec_run(e, &x)) != NNQ_OK) break;
         for (int i = 0; st == NNQ_OK && i < k; i++) {
-            const nnq_tensor *t = nnq_exec_value(e, s->quant[qs[i]].input);
+            const int fv = fmap[s->quant[qs[i]].input];
+            const nnq_tensor *t = fv >= 0 ? nnq_exec_value(e, fv) : NULL;
             if (!t || !t->data || t->dtype != NNQ_DT_FLOAT) continue;
             st = nnq_histogram_add(&hg[i], nnq_f32(t), nnq_tensor_numel(t));
             if (st != NNQ_OK || !s->quant[qs[i]].is_logits) continue;

@@ -28,9 +28,10 @@ static int bits_of(const nnq_qsim *s, int q) {
 
 /* Weight SQNR: the float graph's weight vs the simulation's quantized one
  * (the constant FakeQuant output, which AdaRound's rounding is part of). */
-static double weight_sqnr(const nnq_qsim *s, const nnq_qsim_layer *L, const nnq_graph *fg) {
-    if (L->weight_q < 0 || !s->quant[L->weight_q].enabled || L->weight >= fg->n_values) return NAN;
-    const nnq_tensor *w = &fg->values[L->weight].t;
+static double weight_sqnr(const nnq_qsim *s, const nnq_qsim_layer *L, const nnq_graph *fg,
+                          const int *fmap) {
+    if (L->weight_q < 0 || !s->quant[L->weight_q].enabled || fmap[L->weight] < 0) return NAN;
+    const nnq_tensor *w = &fg->values[fmap[L->weight]].t;
     const nnq_tensor *q = &s->g->values[s->quant[L->weight_q].output].t;
     if (!w->data || !q->data || nnq_tensor_numel(w) != nnq_tensor_numel(q)) return NAN;
     double sig = 0, noise = 0;
@@ -42,8 +43,8 @@ static double weight_sqnr(const nnq_qsim *s, const nnq_qsim_layer *L, const nnq_
     return nnq_diag_sqnr_db(sig, noise);
 }
 
-nnq_status nnq_diag_layers(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg,
-                           const nnq_dataset *images, int64_t n, int threads) {
+nnq_status nnq_diag_layers(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg, const int *fmap,
+                           const nnq_dataset *images, int64_t n, bool engine, int threads) {
     d->layers = calloc((size_t)(s->n_layers ? s->n_layers : 1), sizeof *d->layers);
     if (!d->layers) return nnq_fail(NNQ_ERR_NOMEM, "out of memory for the layer table");
     d->n_layers = s->n_layers;
@@ -60,15 +61,18 @@ nnq_status nnq_diag_layers(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg,
         layer_kind(s->g, L, dl);
         dl->wbits = bits_of(s, L->weight_q);
         dl->abits = bits_of(s, L->output_q);
-        dl->w_sqnr_db = weight_sqnr(s, L, fg);
+        dl->w_sqnr_db = weight_sqnr(s, L, fg, fmap);
         dl->a_sqnr_db = dl->a_sqnr_int_db = dl->drop_w = dl->drop_a = NAN;
+        dl->int_sim_max = dl->int_qsim_steps = dl->int_qsim_differ = NAN;
     }
-    /* Activations: both graphs on the same images, every value kept. */
+    /* Activations: both graphs (and the engine) on the same images, every value kept. */
     if (n <= 0 || n > images->n) n = images->n;
     nnq_exec *ef = NULL, *es = NULL;
+    nnq_diag_engine *en = NULL;
     const nnq_exec_options eo = {.threads = threads, .keep_all = true};
     nnq_status st = nnq_exec_create(fg, &eo, &ef);
     if (st == NNQ_OK) st = nnq_exec_create(s->g, &eo, &es);
+    if (st == NNQ_OK && engine) st = nnq_diag_engine_open(d, s, threads, &en);
     for (int64_t start = 0; st == NNQ_OK && start < n; start += 32) {
         const int64_t count = n - start < 32 ? n - start : 32;
         nnq_tensor x;
@@ -77,7 +81,8 @@ nnq_status nnq_diag_layers(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg,
         for (int i = 0; i < s->n_layers; i++) {
             const nnq_qsim_layer *L = &s->layers[i];
             const int qv = L->output_q >= 0 ? s->quant[L->output_q].output : L->output;
-            const nnq_tensor *a = nnq_exec_value(ef, L->output), *b = nnq_exec_value(es, qv);
+            const nnq_tensor *a = fmap[L->output] >= 0 ? nnq_exec_value(ef, fmap[L->output]) : NULL;
+            const nnq_tensor *b = nnq_exec_value(es, qv);
             if (!a || !b || !a->data || !b->data || nnq_tensor_numel(a) != nnq_tensor_numel(b)) continue;
             for (int64_t k = 0; k < nnq_tensor_numel(a); k++) {
                 const double u = nnq_f32(a)[k], v = nnq_f32(b)[k];
@@ -85,11 +90,14 @@ nnq_status nnq_diag_layers(nnq_diag *d, const nnq_qsim *s, const nnq_graph *fg,
                 noise[i] += (u - v) * (u - v);
             }
         }
+        if (en) st = nnq_diag_engine_batch(en, &x, ef, fmap, es);
     }
     nnq_exec_free(ef);
     nnq_exec_free(es);
     for (int i = 0; st == NNQ_OK && i < s->n_layers; i++)
         d->layers[i].a_sqnr_db = nnq_diag_sqnr_db(sig[i], noise[i]);
+    if (st == NNQ_OK && en) nnq_diag_engine_finish(en, d);
+    nnq_diag_engine_free(en);
     free(sig);
     return st;
 }

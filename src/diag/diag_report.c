@@ -53,6 +53,15 @@ static void advice(const nnq_diag *d, const nnq_diag_options *o, const nnq_diag_
                    size_t cap) {
     const bool weights = d->labelled ? !(l->drop_a > l->drop_w) : !(l->drop_a < l->drop_w);
     const nnq_diag_ranges *r = find_ranges(d, l->name);
+    if (o->source && strcmp(o->source, "qat") == 0) { /* what `nnq qat` can change */
+        if (weights && !o->ptq.qsim.weights.per_channel)
+            snprintf(buf, cap, "weights: per-channel scales (--per-channel), or more epochs");
+        else
+            snprintf(buf, cap, "%s: more epochs or distillation (--distill), or more bits for "
+                               "the whole model (--%s)", weights ? "weights" : "output",
+                     weights ? "wbits" : "abits");
+        return;
+    }
     if (weights) {
         if (!o->ptq.qsim.weights.per_channel && r && r->spread_before > 8)
             snprintf(buf, cap, "weights: per-channel scales (--per-channel) or cross-layer "
@@ -155,6 +164,52 @@ static nnq_status sensitivity(nnq_report *rp, const nnq_diag *d, const int *orde
     return NNQ_OK;
 }
 
+/* The integer engine against its float emulation and the simulation. */
+static nnq_status engine(nnq_report_section *sec, const nnq_diag *d) {
+    if (!d->has_engine) {
+        if (!d->engine_note[0]) return NNQ_OK;
+        char text[640];
+        snprintf(text, sizeof text, "Integer engine: %s", d->engine_note);
+        return nnq_report_add_text(sec, text);
+    }
+    char text[1400];
+    int n_int = 0, n_float = 0, n_exact = 0;
+    double worst = 0;
+    for (int i = 0; i < d->n_layers; i++) {
+        const nnq_diag_layer *l = &d->layers[i];
+        n_int += strcmp(l->engine, "int") == 0;
+        n_float += strcmp(l->engine, "float") == 0;
+        n_exact += l->int_sim_max == 0;
+        if (!isnan(l->int_sim_max)) worst = fmax(worst, l->int_sim_max);
+    }
+    snprintf(text, sizeof text,
+             "The integer engine runs the QDQ model this configuration exports, lowered to integer "
+             "operators (%d layers on the integer kernels, %d left in float%s%s). Each layer's output "
+             "is read from the engine (INT), from the same program run on nnq's float ops (SIM), and "
+             "compared with the quantization simulation above. INT equals SIM in %d of %d layers "
+             "(largest difference %g): what you simulate is what you run. INT and the simulation "
+             "can differ by a step where a value lies near a rounding tie: the engine requantizes "
+             "an exact int32 accumulator with one fixed-point multiplier, the simulation rounds a "
+             "float convolution; such differences travel downstream.",
+             n_int, n_float, d->engine_note[0] ? "; " : "", d->engine_note, n_exact, n_int + n_float,
+             worst);
+    NNQ_TRY(nnq_report_add_text(sec, text));
+    static const char *const cols[] = {"layer", "engine", "output dB (int)", "max |INT - SIM|",
+                                       "differs from sim (%)", "max diff (steps)"};
+    nnq_report_table *t;
+    NNQ_TRY(nnq_report_add_table(sec, "Integer engine per layer, graph order", 6, cols, &t));
+    for (int i = 0; i < d->n_layers; i++) {
+        const nnq_diag_layer *l = &d->layers[i];
+        const nnq_report_cell row[6] = {
+            NNQ_CELL_TEXT(l->name), NNQ_CELL_TEXT(l->engine[0] ? l->engine : "not measured"),
+            NNQ_CELL_NUM(l->a_sqnr_int_db, NNQ_FMT_FIXED(1)), NNQ_CELL_NUM(l->int_sim_max, NNQ_FMT_SIG(3)),
+            NNQ_CELL_NUM(l->int_qsim_differ, NNQ_FMT_SIG(2)),
+            NNQ_CELL_NUM(l->int_qsim_steps, NNQ_FMT_FIXED(0))};
+        NNQ_TRY(nnq_report_table_add_row(t, row, strcmp(l->engine, "float") == 0));
+    }
+    return NNQ_OK;
+}
+
 static nnq_status sqnr(nnq_report *rp, const nnq_diag *d) {
     nnq_report_section *sec;
     bool has_int = false;
@@ -164,7 +219,8 @@ static nnq_status sqnr(nnq_report *rp, const nnq_diag *d) {
         "Signal-to-quantization-noise ratio, 10 log10(sum x^2 / sum (x - x_hat)^2), in dB, in graph "
         "order: of each layer's weights (float vs quantized), and of its output activations (the float "
         "model vs the quantization simulation, with every quantizer on, so errors accumulate along the "
-        "network). Higher is better; each bit adds about 6 dB.",
+        "network, and vs the integer engine running the exported model). Higher is better; each bit "
+        "adds about 6 dB.",
         &sec));
     const int ns = has_int ? 3 : 2;
     const char **labels = malloc(sizeof(char *) * (size_t)(d->n_layers ? d->n_layers : 1));
@@ -200,7 +256,7 @@ static nnq_status sqnr(nnq_report *rp, const nnq_diag *d) {
             NNQ_CELL_NUM(l->a_sqnr_db, NNQ_FMT_FIXED(1)), NNQ_CELL_NUM(l->a_sqnr_int_db, NNQ_FMT_FIXED(1))};
         NNQ_TRY(nnq_report_table_add_row(t, row, false));
     }
-    return NNQ_OK;
+    return engine(sec, d);
 }
 
 static nnq_status ranges(nnq_report *rp, const nnq_diag *d, const nnq_diag_options *o) {

@@ -6,6 +6,7 @@
 
 #include "diag/diag_impl.h"
 #include "onnx/onnx_io.h"
+#include "ptq/ptq.h"
 #include "quant/qdq_export.h"
 
 void nnq_diag_options_default(nnq_diag_options *o) {
@@ -17,6 +18,8 @@ void nnq_diag_options_default(nnq_diag_options *o) {
     o->n_histograms = 4;
     o->n_range_charts = 4;
     o->sqnr_images = 256;
+    o->engine = true;
+    o->source = "ptq";
 }
 
 void nnq_diag_free(nnq_diag *d) {
@@ -108,9 +111,11 @@ nnq_status nnq_diag_collect(const nnq_graph *model, const nnq_graph *fg, nnq_qsi
     const nnq_dataset *images = calib ? calib : eval;
     float *float_logits = NULL;
     double unused;
+    int *fmap = nnq_diag_value_map(s, fg);
+    if (!fmap) return nnq_fail(NNQ_ERR_NOMEM, "out of memory matching the float graph's values");
     for (int i = 0; r && i < r->n_steps && d->n_steps < NNQ_DIAG_MAX_STEPS; i++) {
         nnq_diag_step *ds = &d->steps[d->n_steps++];
-        snprintf(ds->name, sizeof ds->name, "ptq: %s", r->steps[i].name);
+        snprintf(ds->name, sizeof ds->name, "%s: %s", o->source ? o->source : "ptq", r->steps[i].name);
         ds->seconds = r->steps[i].seconds;
         ds->peak_rss_mb = r->steps[i].peak_rss_mb;
     }
@@ -123,7 +128,8 @@ nnq_status nnq_diag_collect(const nnq_graph *model, const nnq_graph *fg, nnq_qsi
     if (st == NNQ_OK) st = qdq_bytes(s, &d->qdq_bytes);
     if (st == NNQ_OK) {
         t = nnq_diag_now();
-        st = nnq_diag_layers(d, s, fg, images, o->sqnr ? o->sqnr_images : 1, o->threads);
+        st = nnq_diag_layers(d, s, fg, fmap, images, o->sqnr ? o->sqnr_images : 1, o->engine,
+                             o->threads);
         nnq_diag_step_done(d, "per-layer SQNR", t);
     }
     if (st == NNQ_OK && o->sensitivity) {
@@ -138,7 +144,7 @@ nnq_status nnq_diag_collect(const nnq_graph *model, const nnq_graph *fg, nnq_qsi
     }
     if (st == NNQ_OK && o->histograms) {
         t = nnq_diag_now();
-        st = nnq_diag_histograms(d, s, fg, images, 0, o->n_histograms, o->threads);
+        st = nnq_diag_histograms(d, s, fg, fmap, images, 0, o->n_histograms, o->threads);
         nnq_diag_step_done(d, "histograms", t);
     }
     if (st == NNQ_OK && o->bit_sweep) {
@@ -147,7 +153,22 @@ nnq_status nnq_diag_collect(const nnq_graph *model, const nnq_graph *fg, nnq_qsi
         nnq_diag_step_done(d, "bit-width sweep", t);
     }
     free(float_logits);
+    free(fmap);
     if (st != NNQ_OK) nnq_diag_free(d);
+    return st;
+}
+
+nnq_status nnq_diag_float_reference(const nnq_graph *model, nnq_graph **out) {
+    nnq_graph *g = NULL;
+    nnq_status st = nnq_graph_clone(model, &g);
+    if (st == NNQ_OK) st = nnq_graph_prepare(g);
+    if (st == NNQ_OK) st = nnq_ptq_fold_bn(g, NULL, NULL, NULL, NULL);
+    if (st == NNQ_OK) st = nnq_graph_prepare(g);
+    if (st != NNQ_OK) {
+        nnq_graph_free(g);
+        g = NULL;
+    }
+    *out = g;
     return st;
 }
 

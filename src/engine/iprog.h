@@ -112,4 +112,29 @@ const nnq_tensor *nnq_iexec_output(const nnq_iexec *e, int i);
  * their accumulators exactly (0 in INT mode). */
 int nnq_iexec_double_layers(const nnq_iexec *e);
 
+/* ---- Intermediate tensors (iprog_run.c): what each layer computed ----
+ *
+ * Program tensors keep the name of the graph value they hold. A layer
+ * lowered with its QuantizeLinear holds that Q's output (e.g. "conv1_out_
+ * quantized" in nnq's QDQ export; the DequantizeLinear after it reads the
+ * same bytes and has no tensor of its own); a node run in float, its own
+ * output; a view, the view's output. */
+
+/* Index of the program tensor named `name`, or -1. */
+int nnq_iprog_find_tensor(const nnq_iprog *p, const char *name);
+/* True when the graph node named `node` runs by its float op (a fallback
+ * named in the notes), false when it was lowered or is unknown. */
+bool nnq_iprog_node_in_float(const nnq_iprog *p, const char *node);
+
+/* Run as nnq_iexec_run and also copy out the n tensors named in names[]
+ * (any tensor, though the arena reuses its bytes later: each is copied
+ * right after the operator that writes it) into outs[k] as float32 at this
+ * batch, allocated here (release with nnq_tensor_release): a quantized
+ * tensor dequantized with its scale and zero point, s (q - z) in float as
+ * DequantizeLinear does; an int32 accumulator or a raw integer input
+ * converted; a float tensor copied. A name the program has no tensor for
+ * fails before anything runs, naming it. Same on both executors. */
+nnq_status nnq_iexec_run_collect(nnq_iexec *e, const nnq_tensor *inputs, int n,
+                                 const char *const *names, nnq_tensor *outs);
+
 #endif

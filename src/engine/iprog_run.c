@@ -285,7 +285,44 @@ static nnq_status check_input(const nnq_iexec *e, int i, const nnq_tensor *x, in
     return NNQ_OK;
 }
 
-nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) {
+/* Tensors copied out during a run (nnq_iexec_run_collect): tensor[k]
+ * after operator after[k] (-1: once the inputs are in place). */
+typedef struct taps {
+    int n;
+    const int *tensor, *after;
+    nnq_tensor *outs;
+} taps;
+
+/* outs = tensor t of the run as float32 (see nnq_iexec_run_collect). */
+static nnq_status tap_copy(const nnq_iexec *e, int t, nnq_tensor *out) {
+    const ip_tensor *pt = &e->p->t[t];
+    const nnq_tensor *v = &e->vals[t];
+    if (!v->data) return nnq_fail(NNQ_ERR_INVALID, "tensor '%s' is not computed by the program", pt->name);
+    NNQ_TRY(nnq_tensor_alloc(out, NNQ_DT_FLOAT, v->rank, v->dims));
+    float *y = nnq_f32(out);
+    const int64_t n = nnq_tensor_numel(v);
+    if (v->dtype == NNQ_DT_UINT8) {
+        const uint8_t *q = v->data;
+        /* scale 0: a raw integer input (int8 stored shifted by 128) */
+        const int32_t z = pt->scale > 0 ? pt->zp : (pt->onnx_dtype == NNQ_DT_INT8 ? 128 : 0);
+        const float s = pt->scale > 0 ? pt->scale : 1.0f;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)q[i] - z) * s;
+    } else if (v->dtype == NNQ_DT_INT32) {
+        const int32_t *a = v->data;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)a[i];
+    } else {
+        memcpy(y, v->data, sizeof(float) * (size_t)n);
+    }
+    return NNQ_OK;
+}
+
+static nnq_status taps_at(const nnq_iexec *e, const taps *tp, int op) {
+    for (int k = 0; tp && k < tp->n; k++)
+        if (tp->after[k] == op) NNQ_TRY(tap_copy(e, tp->tensor[k], &tp->outs[k]));
+    return NNQ_OK;
+}
+
+static nnq_status run(nnq_iexec *e, const nnq_tensor *inputs, const taps *tp) {
     const nnq_iprog *p = e->p;
     int64_t batch = -1;
     for (int i = 0; i < p->n_inputs; i++) NNQ_TRY(check_input(e, i, &inputs[i], &batch));
@@ -306,6 +343,7 @@ nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) {
     }
     for (int t = 0; t < p->n_tensors && s == NNQ_OK; t++)
         if (p->t[t].alias >= 0) e->vals[t].data = e->vals[ip_base(p, t)].data;
+    if (s == NNQ_OK) s = taps_at(e, tp, -1);
     for (int i = 0; i < p->n_ops && s == NNQ_OK; i++) {
         ip_call c = {.p = p, .op = &p->ops[i], .index = i, .in = e->in[i], .out = e->out[i],
                      .state = e->state[i], .scratch = e->scratch, .scratch_bytes = e->scratch_bytes,
@@ -313,6 +351,7 @@ nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) {
         s = e->impl[i]->run(&c);
         if (s != NNQ_OK) nnq_fail_context(s, "%s operator '%s': ", ip_kind_name(p->ops[i].kind),
                                           p->ops[i].name);
+        else s = taps_at(e, tp, i);
     }
     omp_leave(sc);
     if (s != NNQ_OK) return s;
@@ -329,6 +368,56 @@ nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) {
         for (int64_t k = 0; k < nnq_tensor_numel(v); k++) dst[k] = (int8_t)(src[k] - 128);
     }
     return NNQ_OK;
+}
+
+nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs) { return run(e, inputs, NULL); }
+
+/* ---- intermediate tensors ---- */
+
+int nnq_iprog_find_tensor(const nnq_iprog *p, const char *name) {
+    for (int t = 0; name && t < p->n_tensors; t++)
+        if (p->t[t].name && strcmp(p->t[t].name, name) == 0) return t;
+    return -1;
+}
+
+bool nnq_iprog_node_in_float(const nnq_iprog *p, const char *node) {
+    for (int i = 0; node && i < p->n_ops; i++)
+        if (p->ops[i].kind == IP_FLOAT && p->ops[i].name && strcmp(p->ops[i].name, node) == 0)
+            return true;
+    return false;
+}
+
+/* The operator after which tensor t holds its value: the writer of its
+ * base, -1 for a graph input (or a view of one). */
+static int writer_of(const nnq_iprog *p, int t) {
+    const int b = ip_base(p, t);
+    for (int i = 0; i < p->n_ops; i++)
+        for (int k = 0; k < p->ops[i].n_out; k++)
+            if (p->ops[i].out[k] == b) return i;
+    return -1;
+}
+
+nnq_status nnq_iexec_run_collect(nnq_iexec *e, const nnq_tensor *inputs, int n,
+                                 const char *const *names, nnq_tensor *outs) {
+    if (n < 0) return nnq_fail(NNQ_ERR_INVALID, "negative tensor count %d", n);
+    for (int k = 0; k < n; k++) memset(&outs[k], 0, sizeof outs[k]);
+    int *idx = malloc(sizeof(int) * 2 * (size_t)(n ? n : 1));
+    if (!idx) return nnq_fail(NNQ_ERR_NOMEM, "out of memory collecting %d tensors", n);
+    nnq_status s = NNQ_OK;
+    for (int k = 0; k < n && s == NNQ_OK; k++) {
+        idx[k] = nnq_iprog_find_tensor(e->p, names[k]);
+        if (idx[k] < 0)
+            s = nnq_fail(NNQ_ERR_INVALID, "the integer program has no tensor '%s'",
+                         names[k] ? names[k] : "(null)");
+        else
+            idx[n + k] = writer_of(e->p, idx[k]);
+    }
+    const taps tp = {n, idx, idx + n, outs};
+    if (s == NNQ_OK) s = run(e, inputs, &tp);
+    free(idx);
+    if (s != NNQ_OK)
+        for (int k = 0; k < n; k++) nnq_tensor_release(&outs[k]);
+    return s;
 }
 
 const nnq_tensor *nnq_iexec_output(const nnq_iexec *e, int i) {
