@@ -1,14 +1,14 @@
 # The two commands of the README:
 #   make demo   install what is missing, build, run the main job
 #   make test   install what is missing, build, run the whole test suite
-# Other targets: build, test-asan (sanitizer build + suite), fuzz, bench, clean.
+# Other targets: build, test-asan (sanitizer build + suite), fuzz, bench, bench-int, clean.
 
 JOBS ?= 2
 BUILD ?= build
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build demo test test-asan fuzz bench clean
+.PHONY: all deps build demo test test-asan fuzz bench bench-int clean
 
 all: build
 
@@ -39,6 +39,11 @@ fuzz:
 
 bench: build
 	@bench/run.sh $(BUILD)/nnq
+
+# Integer inference: nnq int8 vs nnq float, ONNX Runtime int8/float, PyTorch int8
+# (bench/int_bench.sh; the "Integer inference (issue 6)" section of BENCHMARKS.md).
+bench-int: build
+	@bench/int_bench.sh $(BUILD)/nnq
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -4,10 +4,13 @@
 //
 //   node ort_bench.js --model M.onnx --batch B --threads T [--seconds S]
 //                     [--warmup S] [--seed N] [--check PREFIX [--max-nmse E]]
+//                     [--iters N [--warmup-runs W]]
 //
 // Session: intraOpNumThreads = T, interOpNumThreads = 1, all graph
 // optimisations, sequential execution. Prints one JSON line like
-// bench_float. With --check, the timing is skipped: the input batch in
+// bench_float. With --iters, the measurement is `nnq bench`'s instead of a
+// timed span: W untimed runs (default 10 at batch 1, else 3), then exactly
+// N timed runs (bench/int_bench.sh). With --check, the timing is skipped: the input batch in
 // PREFIX.input.f32 (written by bench_float --dump) is run once and the
 // logits compared with PREFIX.logits.f32; the line then carries "nmse",
 // and the exit status is 3 if it is not below --max-nmse (default 1e-8).
@@ -18,13 +21,15 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 
 function parseArgs(argv) {
-  const o = { batch: 1, threads: 1, seconds: 2.5, warmup: 0.5, seed: 1234, 'max-nmse': 1e-8 };
+  const o = { batch: 1, threads: 1, seconds: 2.5, warmup: 0.5, seed: 1234, 'max-nmse': 1e-8,
+    iters: 0, 'warmup-runs': -1 };
   for (let i = 2; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
     const v = argv[i + 1];
-    if (v === undefined || !['model', 'batch', 'threads', 'seconds', 'warmup', 'seed', 'check', 'max-nmse'].includes(k)) {
+    if (v === undefined || !['model', 'batch', 'threads', 'seconds', 'warmup', 'seed', 'check',
+      'max-nmse', 'iters', 'warmup-runs'].includes(k)) {
       throw new Error('usage: ort_bench.js --model M.onnx --batch B --threads T [--seconds S]'
-        + ' [--warmup S] [--seed N] [--check PREFIX [--max-nmse E]]');
+        + ' [--warmup S] [--seed N] [--check PREFIX [--max-nmse E]] [--iters N [--warmup-runs W]]');
     }
     o[k] = ['model', 'check'].includes(k) ? v : Number(v);
   }
@@ -106,14 +111,20 @@ async function main() {
   const x = new Float32Array(o.batch * perImage);
   fillInput(x, o.seed);
   const feeds = { [inName]: new ort.Tensor('float32', x, [o.batch, ...tail]) };
-  await session.run(feeds);
-  const w0 = nowS();
-  while (nowS() - w0 < o.warmup) await session.run(feeds);
+  const byCount = o.iters > 0;
+  if (byCount) {
+    const w = o['warmup-runs'] >= 0 ? o['warmup-runs'] : (o.batch === 1 ? 10 : 3);
+    for (let i = 0; i < w; i++) await session.run(feeds);
+  } else {
+    await session.run(feeds);
+    const w0 = nowS();
+    while (nowS() - w0 < o.warmup) await session.run(feeds);
+  }
 
   const lat = [];
   const start = nowS();
   let end = start;
-  while (lat.length < 10 || end - start < o.seconds) {
+  while (byCount ? lat.length < o.iters : (lat.length < 10 || end - start < o.seconds)) {
     const t = nowS();
     await session.run(feeds);
     end = nowS();

@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // Run an ONNX model in ONNX Runtime (CPU) on one float32 .npy and write the
-// first output as a float32 .npy: the peer side of tests/test_ort_export.sh.
+// first output as a float32 .npy: the peer side of tests/test_ort_export.sh
+// and tests/test_ort_int8_top1.sh.
 //
-//   node tests/ort/run_model.js MODEL.onnx IN.npy OUT.npy
+//   node tests/ort/run_model.js MODEL.onnx IN.npy OUT.npy [--threads T] [--batch B]
 //
+// --threads: ORT's intraOpNumThreads (default 1). --batch: run the rows of
+// IN.npy B at a time (default: all in one run), so a whole test set does not
+// need one huge activation arena; the outputs are concatenated in order.
 // onnxruntime-node comes from bench/node_modules (scripts/deps.sh installs
 // it). The session uses all of ORT's graph optimisations, as a user would.
 // Exit status: 0 ok, 1 ORT refused the model or failed to run it, 2 usage,
@@ -44,7 +48,12 @@ function readNpy(file) {
       + ` expected ${n * 4}`);
   }
   const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = buf.readFloatLE(off + 4 * i);
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) {
+    // little-endian host: one copy instead of n reads (a test set is 10M floats)
+    new Uint8Array(data.buffer).set(buf.subarray(off, off + 4 * n));
+  } else {
+    for (let i = 0; i < n; i++) data[i] = buf.readFloatLE(off + 4 * i);
+  }
   return { dims, data };
 }
 
@@ -65,11 +74,29 @@ function writeNpy(file, dims, data) {
   fs.renameSync(tmp, file);
 }
 
-async function main() {
-  const [model, inFile, outFile] = process.argv.slice(2);
-  if (!model || !inFile || !outFile || process.argv.length !== 5) {
-    die(2, 'usage: node run_model.js MODEL.onnx IN.npy OUT.npy');
+function parseArgs(argv) {
+  const usage = 'usage: node run_model.js MODEL.onnx IN.npy OUT.npy [--threads T] [--batch B]';
+  const pos = [];
+  const o = { threads: 1, batch: 0 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--threads' || k === '--batch') {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) die(2, `${k} wants a positive integer\n${usage}`);
+      o[k.slice(2)] = v;
+    } else if (k.startsWith('--')) {
+      die(2, `unknown option ${k}\n${usage}`);
+    } else {
+      pos.push(k);
+    }
   }
+  if (pos.length !== 3) die(2, usage);
+  [o.model, o.inFile, o.outFile] = pos;
+  return o;
+}
+
+async function main() {
+  const { model, inFile, outFile, threads, batch } = parseArgs(process.argv.slice(2));
   if (!fs.existsSync(ORT_DIR)) {
     die(3, `onnxruntime-node is not installed in bench/node_modules: run scripts/deps.sh`);
   }
@@ -79,7 +106,7 @@ async function main() {
   try {
     session = await ort.InferenceSession.create(model, {
       executionProviders: ['cpu'],
-      intraOpNumThreads: 1,
+      intraOpNumThreads: threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
     });
@@ -89,16 +116,47 @@ async function main() {
   if (session.inputNames.length !== 1) {
     die(1, `${model} has ${session.inputNames.length} inputs; expected one`);
   }
-  const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x.data, x.dims) };
-  let out;
-  try {
-    out = await session.run(feeds);
-  } catch (e) {
-    die(1, `ONNX Runtime failed to run ${model}: ${String(e.message || e).split('\n')[0]}`);
+  // Row ranges [r0, r1) of the input, one run each: one range without
+  // --batch (or for a scalar or empty input).
+  const rows = x.dims.length > 0 ? x.dims[0] : 1;
+  const ranges = [];
+  if (batch > 0 && x.dims.length > 0 && rows > 0) {
+    for (let r0 = 0; r0 < rows; r0 += batch) ranges.push([r0, Math.min(r0 + batch, rows)]);
+  } else {
+    ranges.push([0, rows]);
   }
-  const y = out[session.outputNames[0]];
-  if (y.type !== 'float32') die(1, `${model}: first output is ${y.type}, expected float32`);
-  writeNpy(outFile, Array.from(y.dims, Number), y.data);
+  const perRow = rows > 0 ? x.data.length / rows : 0;
+  const parts = [];
+  let outDims = null;
+  let outLen = 0;
+  for (const [r0, r1] of ranges) {
+    const dims = x.dims.length > 0 ? [r1 - r0, ...x.dims.slice(1)] : x.dims;
+    const data = ranges.length === 1 ? x.data : x.data.subarray(r0 * perRow, r1 * perRow);
+    const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', data, dims) };
+    let out;
+    try {
+      out = await session.run(feeds);
+    } catch (e) {
+      die(1, `ONNX Runtime failed to run ${model}: ${String(e.message || e).split('\n')[0]}`);
+    }
+    const y = out[session.outputNames[0]];
+    if (y.type !== 'float32') die(1, `${model}: first output is ${y.type}, expected float32`);
+    const d = Array.from(y.dims, Number);
+    if (outDims === null) outDims = d;
+    else outDims[0] += d[0];
+    parts.push(y.data);
+    outLen += y.data.length;
+  }
+  let data = parts[0];
+  if (parts.length > 1) {
+    data = new Float32Array(outLen);
+    let off = 0;
+    for (const p of parts) {
+      data.set(p, off);
+      off += p.length;
+    }
+  }
+  writeNpy(outFile, outDims, data);
 }
 
 main().catch((e) => die(1, String(e.message || e)));
