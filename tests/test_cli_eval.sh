@@ -116,21 +116,7 @@ p=$(json_get "$TMP/resnets.info.json" params)
 
 # --- 3. .npy data equals the built-in Fashion-MNIST path ------------------
 N=300
-"$PY" - "$TMP" "$N" <<'PYEOF'
-import gzip, os, sys
-import numpy as np
-out, n = sys.argv[1], int(sys.argv[2])
-d = os.environ.get("NNQ_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-with gzip.open(os.path.join(d, "t10k-images-idx3-ubyte.gz")) as f:
-    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-with gzip.open(os.path.join(d, "t10k-labels-idx1-ubyte.gz")) as f:
-    y = np.frombuffer(f.read(), np.uint8, offset=8)[:n].astype(np.int64)
-x = (x.astype(np.float32) / np.float32(255) - np.float32(0.2860)) / np.float32(0.3530)
-x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float32)
-np.save(os.path.join(out, "x.npy"), x)
-np.save(os.path.join(out, "y.npy"), y)
-np.save(os.path.join(out, "y32.npy"), y.astype(np.int32))
-PYEOF
+"$PY" tests/lib/fmnist_npy.py "$TMP" "$N"
 "$NNQ" eval "$FIX/mnv2s.onnx" --limit "$N" --json --quiet >"$TMP/fm.json"
 want=$(json_get "$TMP/fm.json" correct)
 [ "$(json_get "$TMP/fm.json" n)" = "$N" ] || fail "--limit $N did not give n=$N"

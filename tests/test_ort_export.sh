@@ -21,17 +21,7 @@ FIX=tests/fixtures/models
 CONF=/usr/share/libonnx-testdata/data/pytorch-converted
 RUN_ORT=tests/ort/run_model.js
 . tests/lib/common.sh # PY, TMP (removed on exit), fail()
-
-# ONNX Runtime is a test dependency like the Debian packages: missing, the
-# test fails (never skips) and says how to install it.
-if ! command -v node >/dev/null 2>&1; then
-    echo "FAIL: node (Node.js) not found; run scripts/deps.sh" >&2
-    exit 1
-fi
-if [ ! -d bench/node_modules/onnxruntime-node ]; then
-    echo "FAIL: bench/node_modules/onnxruntime-node is missing; run scripts/deps.sh" >&2
-    exit 1
-fi
+require_ort # fails, never skips, without node and onnxruntime-node
 
 # Under the sanitizers nnq is ~10x slower: train on fewer images.
 LIMIT=1000

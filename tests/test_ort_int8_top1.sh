@@ -30,17 +30,7 @@ set -eu
 NNQ=${1:?usage: test_ort_int8_top1.sh PATH/TO/nnq}
 RUN_ORT=tests/ort/run_model.js
 . tests/lib/common.sh # PY, TMP (removed on exit), fail()
-
-# ONNX Runtime is a test dependency like the Debian packages: missing, the
-# test fails (never skips) and says how to install it.
-if ! command -v node >/dev/null 2>&1; then
-    echo "FAIL: node (Node.js) not found; run scripts/deps.sh" >&2
-    exit 1
-fi
-if [ ! -d bench/node_modules/onnxruntime-node ]; then
-    echo "FAIL: bench/node_modules/onnxruntime-node is missing; run scripts/deps.sh" >&2
-    exit 1
-fi
+require_ort # fails, never skips, without node and onnxruntime-node
 
 N=10000
 CALIB=256
@@ -48,21 +38,7 @@ SANITIZED=0
 [ -n "${NNQ_SANITIZED:-}" ] && N=2000 && CALIB=64 && SANITIZED=1
 
 # The first N test images, preprocessed as nnq does, and their labels.
-"$PY" - "$TMP" "$N" <<'PYEOF' || { echo "FAIL: reading Fashion-MNIST" >&2; exit 1; }
-import gzip, os, sys
-import numpy as np
-out, n = sys.argv[1], int(sys.argv[2])
-d = os.environ.get("NNQ_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-with gzip.open(os.path.join(d, "t10k-images-idx3-ubyte.gz")) as f:
-    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-with gzip.open(os.path.join(d, "t10k-labels-idx1-ubyte.gz")) as f:
-    y = np.frombuffer(f.read(), np.uint8, offset=8)[:n].astype(np.int64)
-assert len(x) == len(y) == n, (len(x), len(y), n)
-x = (x.astype(np.float32) / np.float32(255) - np.float32(0.2860)) / np.float32(0.3530)
-x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float32)
-np.save(os.path.join(out, "x.npy"), x)
-np.save(os.path.join(out, "y.npy"), y)
-PYEOF
+"$PY" tests/lib/fmnist_npy.py "$TMP" "$N" || { echo "FAIL: reading Fashion-MNIST" >&2; exit 1; }
 
 for model in resnet20 mobilenetv2 mobilenetv2-hswish; do
     q="$TMP/$model.w8a8.onnx"

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <omp.h>
+
 #include "core/requant.h"
 #include "engine/cpu.h"
 #include "engine/qkernels.h"
@@ -129,6 +131,26 @@ struct nnq_qfc_kernel {
     /* rows [0, n) of x; exactly one of y (requantized) and acc is non-NULL. */
     void (*run)(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc);
 };
+
+/* Threads for n rows: one below NNQ_QPARALLEL_MIN_MACS, where forking costs
+ * more than it saves. */
+static inline int nnq_qfc_threads(const nnq_qfc *f, int64_t n) {
+    return (double)n * (double)f->m * (double)f->k < (double)NNQ_QPARALLEL_MIN_MACS
+               ? 1
+               : omp_get_max_threads();
+}
+
+/* Stores outputs [o0, o0 + rows) of row i from the dot products d: the bias
+ * added, then requantized into y or kept in acc. The add wraps: the sum
+ * fits int32 (checked at create), the partial dot product alone might not. */
+static inline void nnq_qfc_store(const nnq_qfc *f, int64_t i, int64_t o0, int rows,
+                                 const int32_t *d, uint8_t *y, int32_t *acc) {
+    for (int64_t r = 0; r < rows && o0 + r < f->m; r++) {
+        const int32_t a = (int32_t)((uint32_t)d[r] + (uint32_t)f->bias[o0 + r]);
+        if (y) y[i * f->m + o0 + r] = nnq_qout_apply(&f->out[o0 + r], a);
+        else acc[i * f->m + o0 + r] = a;
+    }
+}
 
 extern const nnq_qfc_kernel nnq_qfc_ref;
 extern const nnq_qfc_kernel nnq_qfc_avx2;

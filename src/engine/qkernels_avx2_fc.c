@@ -114,9 +114,7 @@ static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, in
     const fc_geom g = geometry(f);
     const int group = nnq_avx2_maddubs_group(f->w_bits);
     const int64_t blocks = g.mp / ROWS, items = n * blocks;
-    const int nt = (double)n * (double)f->m * (double)f->k < (double)NNQ_QPARALLEL_MIN_MACS
-                       ? 1
-                       : omp_get_max_threads();
+    const int nt = nnq_qfc_threads(f, n);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t it = 0; it < items; it++) {
         const int64_t i = it / blocks, o0 = it % blocks * ROWS;
@@ -124,13 +122,7 @@ static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, in
         int32_t d[ROWS];
         if (g.wide) dots_wide(&g, w, f->k, xi, d);
         else dots_maddubs(&g, group, w, f->k, xi, d);
-        for (int64_t r = 0; r < ROWS && o0 + r < f->m; r++) {
-            /* Wrapping add: the sum fits int32 (checked at create), the
-             * partial dot product alone might not. */
-            const int32_t a = (int32_t)((uint32_t)d[r] + (uint32_t)f->bias[o0 + r]);
-            if (y) y[i * f->m + o0 + r] = nnq_qout_apply(&f->out[o0 + r], a);
-            else acc[i * f->m + o0 + r] = a;
-        }
+        nnq_qfc_store(f, i, o0, ROWS, d, y, acc);
     }
 }
 

@@ -108,9 +108,7 @@ static nnq_status fc_pack(nnq_qfc *f, const int8_t *w) {
 
 static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc) {
     const size_t stride = nnq_qrows_stride(f->k, f->w_bits);
-    const int nt = (double)n * (double)f->m * (double)f->k < (double)NNQ_QPARALLEL_MIN_MACS
-                       ? 1
-                       : omp_get_max_threads();
+    const int nt = nnq_qfc_threads(f, n);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *xi = x + i * f->k;

@@ -39,21 +39,13 @@ static void dots(const uint8_t *w, int64_t kp, int64_t k, const uint8_t *x, int3
 
 static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc) {
     const int64_t kp = padded_k(f), blocks = (f->m + ROWS - 1) / ROWS, items = n * blocks;
-    const int nt = (double)n * (double)f->m * (double)f->k < (double)NNQ_QPARALLEL_MIN_MACS
-                       ? 1
-                       : omp_get_max_threads();
+    const int nt = nnq_qfc_threads(f, n);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t it = 0; it < items; it++) {
         const int64_t i = it / blocks, o0 = it % blocks * ROWS;
         int32_t d[ROWS];
         dots(f->w + (size_t)(o0 * kp), kp, f->k, x + i * f->k, d);
-        for (int64_t r = 0; r < ROWS && o0 + r < f->m; r++) {
-            /* Wrapping add: the sum fits int32 (checked at create), the
-             * partial dot product alone might not. */
-            const int32_t a = (int32_t)((uint32_t)d[r] + (uint32_t)f->bias[o0 + r]);
-            if (y) y[i * f->m + o0 + r] = nnq_qout_apply(&f->out[o0 + r], a);
-            else acc[i * f->m + o0 + r] = a;
-        }
+        nnq_qfc_store(f, i, o0, ROWS, d, y, acc);
     }
 }
 

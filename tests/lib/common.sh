@@ -11,3 +11,17 @@ fail() {
     echo "FAIL: $*" >&2
     failures=$((failures + 1))
 }
+
+# ONNX Runtime (onnxruntime-node in bench/node_modules) is a test dependency
+# like the Debian packages: a test that needs it fails, never skips, when it
+# is missing, and says how to install it.
+require_ort() {
+    if ! command -v node >/dev/null 2>&1; then
+        echo "FAIL: node (Node.js) not found; run scripts/deps.sh" >&2
+        exit 1
+    fi
+    if [ ! -d bench/node_modules/onnxruntime-node ]; then
+        echo "FAIL: bench/node_modules/onnxruntime-node is missing; run scripts/deps.sh" >&2
+        exit 1
+    fi
+}
