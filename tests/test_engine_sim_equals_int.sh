@@ -26,21 +26,8 @@ CALIB=256
 [ -n "${NNQ_SANITIZED:-}" ] && N=64 && CALIB=64
 
 # the first N test images and labels, preprocessed as nnq does
-"$PY" - "$TMP" "$N" <<'PYEOF'
-import gzip, os, sys
-import numpy as np
-out, n = sys.argv[1], int(sys.argv[2])
-d = os.environ.get("NNQ_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-with gzip.open(os.path.join(d, "t10k-images-idx3-ubyte.gz")) as f:
-    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-with gzip.open(os.path.join(d, "t10k-labels-idx1-ubyte.gz")) as f:
-    y = np.frombuffer(f.read(), np.uint8, offset=8)[:n].astype(np.int64)
-x = (x.astype(np.float32) / np.float32(255) - np.float32(0.2860)) / np.float32(0.3530)
-x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float32)
-np.save(os.path.join(out, "x.npy"), x)
-np.save(os.path.join(out, "x8.npy"), x[:8])
-np.save(os.path.join(out, "y.npy"), y)
-PYEOF
+"$PY" tests/lib/fmnist_npy.py "$TMP" "$N" || { echo "FAIL: reading Fashion-MNIST" >&2; exit 1; }
+"$PY" -c 'import sys, numpy as np; np.save(sys.argv[1] + "/x8.npy", np.load(sys.argv[1] + "/x.npy")[:8])' "$TMP"
 
 for model in resnet20 mobilenetv2 mobilenetv2-hswish; do
     for cfg in w8a8 w4a8; do
