@@ -8,6 +8,13 @@
 #include "core/limits.h"
 #include "engine/qkernel_impl.h"
 
+
+static int64_t parallel_min = NNQ_QPARALLEL_MIN_MACS;
+
+void nnq_qkernels_set_parallel_min(int64_t macs) { parallel_min = macs > 0 ? macs : 0; }
+
+int64_t nnq_qkernels_parallel_min(void) { return parallel_min; }
+
 static const nnq_qconv_kernel *const kernels[] = {
 #define NNQ_QCONV_KERNEL(sym) &sym,
 #include "engine/qconv_kernels.inc"
@@ -148,7 +155,7 @@ nnq_status nnq_qconv_reshape(nnq_qconv *c, int64_t n, int64_t h, int64_t w, int6
     c->oh = oy;
     c->ow = ox;
     const double macs = (double)n * (double)c->out_ch * (double)(oy * ox) * (double)c->K;
-    c->threads = macs < (double)NNQ_QPARALLEL_MIN_MACS ? 1 : omp_get_max_threads();
+    c->threads = macs < (double)nnq_qkernels_parallel_min() ? 1 : omp_get_max_threads();
     if (c->threads < 1) c->threads = 1;
     c->thread_bytes = 0;
     memset(c->plan, 0, sizeof c->plan);

@@ -16,8 +16,12 @@
 
 /* Alignment of packed weights and of each thread's scratch slice. */
 #define NNQ_QALIGN 64
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define NNQ_QPARALLEL_MIN_MACS ((int64_t)1 << 20)
+/* Below this many multiply-adds a parallel region costs more than it saves
+ * (the default; nnq_qkernels_set_parallel_min changes it). At the VNNI
+ * kernels' ~40 MACs/cycle, 8 M MACs is ~70 us of work; with 1 M two threads
+ * made resnet20 at batch 1 slower than one (1418 against 2463 images/s,
+ * `nnq bench --batch 1 --threads 2`), with 8 M they are even. */
+#define NNQ_QPARALLEL_MIN_MACS ((int64_t)1 << 23)
 
 /* One output channel: y = clamp(y_zp + requant(acc), lo, hi). */
 typedef struct nnq_qout {
@@ -132,10 +136,10 @@ struct nnq_qfc_kernel {
     void (*run)(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc);
 };
 
-/* Threads for n rows: one below NNQ_QPARALLEL_MIN_MACS, where forking costs
+/* Threads for n rows: one below nnq_qkernels_parallel_min(), where forking costs
  * more than it saves. */
 static inline int nnq_qfc_threads(const nnq_qfc *f, int64_t n) {
-    return (double)n * (double)f->m * (double)f->k < (double)NNQ_QPARALLEL_MIN_MACS
+    return (double)n * (double)f->m * (double)f->k < (double)nnq_qkernels_parallel_min()
                ? 1
                : omp_get_max_threads();
 }
