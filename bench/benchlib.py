@@ -63,3 +63,14 @@ def replace_section(path, begin, end, section, heading_mode=False):
     else:
         text = text.rstrip("\n") + "\n\n" + section
     write_atomic(path, text)
+
+
+def rss_now_mb():
+    """Resident memory of this process now, in MB (0 where /proc is absent).
+    benchlib imports no numpy or torch, so a script can measure its start-up
+    RSS before it imports them."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0

@@ -60,16 +60,9 @@ import resource
 import sys
 import time
 
+from benchlib import rss_now_mb  # noqa: E402  (imports no numpy: start-up RSS stays honest)
 
-def rss_now_mb():
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
-import numpy as np  # noqa: E402  (after rss_now_mb so start-up RSS is honest)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

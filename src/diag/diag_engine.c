@@ -76,12 +76,9 @@ static const char *output_tensor(const nnq_graph *q, const nnq_qsim *s, const nn
 /* Export, serialize, load back, lower. A failure other than memory is the
  * engine's answer about this model: kept in `why`, not raised. */
 static nnq_status lower(const nnq_qsim *s, nnq_graph **q, nnq_iprog **p, char *why, size_t cap) {
-    nnq_graph *e = NULL;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    nnq_status st = nnq_qsim_to_qdq(s, &e);
-    if (st == NNQ_OK) st = nnq_onnx_save_bytes(e, &buf, &len);
-    nnq_graph_free(e);
+    unsigned char *buf;
+    size_t len;
+    nnq_status st = nnq_diag_export_qdq(s, &buf, &len);
     if (st == NNQ_OK) st = nnq_onnx_load_bytes(buf, len, "the exported QDQ model", q);
     free(buf);
     if (st == NNQ_OK) st = nnq_iprog_prepare_graph(*q);

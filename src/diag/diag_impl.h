@@ -32,6 +32,9 @@ int *nnq_diag_value_map(const nnq_qsim *s, const nnq_graph *fg);
  * model the engine cannot take leaves *out NULL and says why in
  * d->engine_note. */
 typedef struct nnq_diag_engine nnq_diag_engine;
+/* The QDQ model the simulation exports, serialized (the caller frees buf). */
+nnq_status nnq_diag_export_qdq(const nnq_qsim *s, unsigned char **buf, size_t *len);
+
 nnq_status nnq_diag_engine_open(nnq_diag *d, const nnq_qsim *s, int threads, nnq_diag_engine **out);
 /* One batch x: both executors, compared with the float graph's values (ef,
  * through fmap) and the simulation's (es), layer by layer. */

@@ -45,16 +45,23 @@ void nnq_diag_free(nnq_diag *d) {
     memset(d, 0, sizeof *d);
 }
 
+nnq_status nnq_diag_export_qdq(const nnq_qsim *s, unsigned char **buf, size_t *len) {
+    nnq_graph *q = NULL;
+    *buf = NULL;
+    *len = 0;
+    nnq_status st = nnq_qsim_to_qdq(s, &q);
+    if (st == NNQ_OK) st = nnq_onnx_save_bytes(q, buf, len);
+    nnq_graph_free(q);
+    return st;
+}
+
 /* Bytes of the QDQ model the simulation exports. */
 static nnq_status qdq_bytes(const nnq_qsim *s, int64_t *out) {
-    nnq_graph *q = NULL;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    nnq_status st = nnq_qsim_to_qdq(s, &q);
-    if (st == NNQ_OK) st = nnq_onnx_save_bytes(q, &buf, &len);
+    unsigned char *buf;
+    size_t len;
+    nnq_status st = nnq_diag_export_qdq(s, &buf, &len);
     *out = st == NNQ_OK ? (int64_t)len : 0;
     free(buf);
-    nnq_graph_free(q);
     return st;
 }
 
