@@ -8,7 +8,11 @@
  *     output, the input equals the images, the view equals its base, and
  *     the QDQ graph run by the float executor agrees (the same integers in
  *     nearly every element);
- *   - an unknown name fails naming it, leaving nothing allocated. */
+ *   - an unknown name fails naming it, leaving nothing allocated;
+ *   - split runs (a batch cut into sub-batches, one thread each): with 1
+ *     and 2 threads, at batches that do and do not divide evenly, and
+ *     when switching between split and whole runs, every image's logits
+ *     equal its batch-1 run's byte for byte, and the split happened. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +190,78 @@ done:
     nnq_dataset_free(&test);
 }
 
+/* Logits of images [0, n) of `test`, one image per run (never split). */
+static float *single_runs(nnq_iexec *x, const nnq_dataset *test, int64_t n, int64_t *classes) {
+    float *y = NULL;
+    for (int64_t i = 0; i < n; i++) {
+        nnq_tensor xb;
+        nnq_dataset_batch(test, i, 1, &xb);
+        CHECK_OK(nnq_iexec_run(x, &xb));
+        CHECK(nnq_iexec_last_split(x) == 0);
+        const nnq_tensor *o = nnq_iexec_output(x, 0);
+        if (!y) {
+            *classes = nnq_tensor_numel(o);
+            y = malloc(sizeof(float) * (size_t)(n * *classes));
+            if (!y) return NULL;
+        }
+        memcpy(y + i * *classes, o->data, sizeof(float) * (size_t)*classes);
+    }
+    return y;
+}
+
+static void test_split(void) {
+    nnq_dataset calib = random_images(32, 3), test = random_images(21, 4);
+    nnq_graph *q = quantized_fixture(&calib);
+    nnq_iprog *p = NULL;
+    if (q) CHECK_OK(nnq_iprog_lower(q, &p));
+    nnq_iexec *x1 = NULL, *x2 = NULL;
+    if (p) {
+        CHECK_OK(nnq_iexec_create(p, NNQ_ENGINE_INT, 1, &x1));
+        CHECK_OK(nnq_iexec_create(p, NNQ_ENGINE_INT, 2, &x2));
+    }
+    int64_t classes = 0;
+    float *ref = x1 ? single_runs(x1, &test, test.n, &classes) : NULL;
+    if (!ref || !x2) goto done;
+    /* batch, threads, expected workers: 1 thread splits only past 8 images */
+    const struct { int64_t b; nnq_iexec *x; int workers; } runs[] = {
+        {21, x2, 2}, {3, x2, 2}, {1, x2, 0}, {21, x1, 1}, {8, x1, 0}, {21, x2, 2}, {17, x1, 1},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        nnq_tensor xb;
+        nnq_dataset_batch(&test, 0, runs[r].b, &xb);
+        CHECK_OK(nnq_iexec_run(runs[r].x, &xb));
+        CHECK(nnq_iexec_last_split(runs[r].x) == runs[r].workers);
+        const nnq_tensor *o = nnq_iexec_output(runs[r].x, 0);
+        CHECK(o->dims[0] == runs[r].b && nnq_tensor_numel(o) == runs[r].b * classes);
+        if (nnq_tensor_numel(o) != runs[r].b * classes) continue;
+        CHECK(memcmp(o->data, ref, sizeof(float) * (size_t)(runs[r].b * classes)) == 0);
+    }
+    /* a collecting run is never split, and agrees */
+    picks pk;
+    pick(q, &pk);
+    const char *name = pk.name[pk.logits];
+    nnq_tensor got;
+    nnq_tensor xb;
+    nnq_dataset_batch(&test, 0, 21, &xb);
+    CHECK_OK(nnq_iexec_run_collect(x2, &xb, 1, &name, &got));
+    CHECK(nnq_iexec_last_split(x2) == 0);
+    CHECK(memcmp(nnq_iexec_output(x2, 0)->data, ref, sizeof(float) * (size_t)(21 * classes)) == 0);
+    CHECK(nnq_tensor_numel(&got) == 21 * classes);
+    if (nnq_tensor_numel(&got) == 21 * classes)
+        CHECK(memcmp(got.data, ref, sizeof(float) * (size_t)(21 * classes)) == 0);
+    nnq_tensor_release(&got);
+done:
+    free(ref);
+    nnq_iexec_free(x1);
+    nnq_iexec_free(x2);
+    nnq_iprog_free(p);
+    nnq_graph_free(q);
+    nnq_dataset_free(&calib);
+    nnq_dataset_free(&test);
+}
+
 int main(void) {
     test_collect();
+    test_split();
     return check_finish("test_engine_collect");
 }

@@ -88,7 +88,7 @@ PYEOF
 done
 
 # bench: the documented JSON keys, on the .nnqi and on the float model
-"$NNQ" bench "$TMP/resnet20.w8a8.nnqi" --engine int --batch 4 --iters 3 --warmup 1 --json \
+"$NNQ" bench "$TMP/resnet20.w8a8.nnqi" --engine int --batch 4 --threads 2 --iters 3 --warmup 1 --json \
     --quiet >"$TMP/bench_int.json" || fail "bench --engine int"
 "$NNQ" bench models/resnet20.onnx --engine float --iters 3 --warmup 1 --json --quiet \
     >"$TMP/bench_float.json" || fail "bench --engine float"
@@ -102,6 +102,8 @@ for path in sys.argv[1:3]:
 b = json.load(open(sys.argv[1]))
 assert b["engine"] == "int" and b["batch"] == 4, b
 assert b["model_bytes"] == os.path.getsize(sys.argv[3]), b
+assert b["split_threads"] == 2, b  # two threads, one share of the batch each
+assert json.load(open(sys.argv[2]))["split_threads"] == 0
 PYEOF
     fail "bench JSON"
 

@@ -178,6 +178,8 @@ int cmd_bench_run(int argc, char **argv) {
         cli_json_double(&j, "latency_ms_mean", mean);
         cli_json_double(&j, "peak_rss_mb", rss);
         cli_json_int(&j, "model_bytes", (int64_t)m.file_bytes);
+        /* threads that each ran a share of the batch (0: one whole-batch run) */
+        cli_json_int(&j, "split_threads", m.ix ? nnq_iexec_last_split(m.ix) : 0);
         cli_json_object_end(&j);
         cli_json_finish(&j);
     }

@@ -104,8 +104,12 @@ nnq_status nnq_iexec_create(const nnq_iprog *p, nnq_engine_mode mode, int thread
                             nnq_iexec **out);
 void nnq_iexec_free(nnq_iexec *e);
 /* inputs[i] feeds input i: its ONNX dtype, its shape (any size on the
- * batch dim). Re-plans buffers when the batch changes. */
+ * batch dim). Re-plans buffers when the batch changes. A batch of INT
+ * mode may be split into sub-batches run by one thread each (see
+ * iprog_run.c); the outputs are the same as one whole-batch run's. */
 nnq_status nnq_iexec_run(nnq_iexec *e, const nnq_tensor *inputs);
+/* Threads that ran sub-batches in the last run (0: not split). */
+int nnq_iexec_last_split(const nnq_iexec *e);
 /* Output i of the last run (ONNX dtype); valid until the next run. */
 const nnq_tensor *nnq_iexec_output(const nnq_iexec *e, int i);
 /* Layers the simulation computes in double because float32 could not hold

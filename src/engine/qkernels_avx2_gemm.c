@@ -81,7 +81,17 @@ void nnq_avx2_gemm_plan_geom(nnq_qconv *c, const gemm_geom *g) {
     if (nb < NR) nb = NR;
     if (nb > MAX_BLOCK_PX) nb = MAX_BLOCK_PX;
     if (nb > pr) nb = pr;
-    const int64_t pblocks = (P + nb - 1) / nb, base = c->n * c->groups * pblocks;
+    const int64_t images = c->n * c->groups;
+    if (c->threads > 1 && images < 2 * (int64_t)c->threads) {
+        /* Few images: split the pixels first. Items that share pixels but
+         * not channels would each pack the same panel, which costs about
+         * as much as the multiply-adds when there are few channels. */
+        const int64_t want = (2 * (int64_t)c->threads + images - 1) / images;
+        int64_t split = (P + want - 1) / want;
+        split = (split + 2 * NR - 1) / (2 * NR) * (2 * NR); /* whole micro-kernel tiles */
+        if (split < nb) nb = split;
+    }
+    const int64_t pblocks = (P + nb - 1) / nb, base = images * pblocks;
     int64_t chunks = 1;
     if (c->threads > 1 && base < 4 * (int64_t)c->threads) { /* split the channels too */
         chunks = (4 * (int64_t)c->threads + base - 1) / base;
