@@ -366,7 +366,12 @@ static nnq_status avgpool_infer(const nnq_op_args *a) {
     return pool_infer_window(a, &w);
 }
 
-static void avgpool_plane(const nnq_window *w, const float *x, float *y, bool include_pad) {
+/* One plane of the general (3-D, dilated) AveragePool, both directions:
+ * forward, y[o] = the mean of o's window of x; backward (`grad`), every
+ * in-input tap of o gets dy[o] / divisor, added to dx. The divisor counts
+ * the taps in the input, or with count_include_pad in the padded input. */
+static void avgpool_plane(const nnq_window *w, const float *x, float *y, bool include_pad,
+                          bool grad, const float *dy, float *dx) {
     const int64_t H = w->in[1], W = w->in[2];
     int64_t o = 0;
     for (int64_t od = 0; od < w->out[0]; od++) {
@@ -381,16 +386,20 @@ static void avgpool_plane(const nnq_window *w, const float *x, float *y, bool in
                 int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];
                 nnq_window_taps(w, 2, ow, &wlo, &whi);
                 int64_t wn = include_pad ? padded_taps(w, 2, ow) : whi - wlo;
+                const int64_t count = dn * hn * wn;
+                const float g = grad && count > 0 ? dy[o] / (float)count : 0.0f;
                 float sum = 0;
-                for (int64_t kd = dlo; kd < dhi; kd++) {
+                for (int64_t kd = dlo; kd < dhi && count > 0; kd++) {
                     int64_t id = d0 + kd * w->dilation[0];
                     for (int64_t kh = hlo; kh < hhi; kh++) {
-                        const float *row = x + (id * H + h0 + kh * w->dilation[1]) * W;
-                        for (int64_t kw = wlo; kw < whi; kw++) sum += row[w0 + kw * w->dilation[2]];
+                        const int64_t row = (id * H + h0 + kh * w->dilation[1]) * W + w0;
+                        for (int64_t kw = wlo; kw < whi; kw++) {
+                            if (grad) dx[row + kw * w->dilation[2]] += g;
+                            else sum += x[row + kw * w->dilation[2]];
+                        }
                     }
                 }
-                int64_t count = dn * hn * wn;
-                y[o] = count > 0 ? sum / (float)count : 0.0f;
+                if (!grad) y[o] = count > 0 ? sum / (float)count : 0.0f;
             }
         }
     }
@@ -413,42 +422,9 @@ static nnq_status avgpool_forward(const nnq_op_args *a) {
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
         if (two_d) avgpool_plane_2d(&w, xs + p * in_size, ys + p * out_size, include_pad);
-        else avgpool_plane(&w, xs + p * in_size, ys + p * out_size, include_pad);
+        else avgpool_plane(&w, xs + p * in_size, ys + p * out_size, include_pad, false, NULL, NULL);
     }
     return NNQ_OK;
-}
-
-/* One plane of AveragePool backward: every in-input tap of output o
- * gets dY[o] / divisor, the divisor counted as forward does (taps in the
- * input, or with count_include_pad taps in the padded input). */
-static void avgpool_bwd_plane(const nnq_window *w, const float *dy, float *dx, bool include_pad) {
-    const int64_t H = w->in[1], W = w->in[2];
-    int64_t o = 0;
-    for (int64_t od = 0; od < w->out[0]; od++) {
-        int64_t dlo, dhi, d0 = od * w->stride[0] - w->pad_begin[0];
-        nnq_window_taps(w, 0, od, &dlo, &dhi);
-        int64_t dn = include_pad ? padded_taps(w, 0, od) : dhi - dlo;
-        for (int64_t oh = 0; oh < w->out[1]; oh++) {
-            int64_t hlo, hhi, h0 = oh * w->stride[1] - w->pad_begin[1];
-            nnq_window_taps(w, 1, oh, &hlo, &hhi);
-            int64_t hn = include_pad ? padded_taps(w, 1, oh) : hhi - hlo;
-            for (int64_t ow = 0; ow < w->out[2]; ow++, o++) {
-                int64_t wlo, whi, w0 = ow * w->stride[2] - w->pad_begin[2];
-                nnq_window_taps(w, 2, ow, &wlo, &whi);
-                int64_t wn = include_pad ? padded_taps(w, 2, ow) : whi - wlo;
-                int64_t count = dn * hn * wn;
-                if (count <= 0) continue;
-                float g = dy[o] / (float)count;
-                for (int64_t kd = dlo; kd < dhi; kd++) {
-                    int64_t id = d0 + kd * w->dilation[0];
-                    for (int64_t kh = hlo; kh < hhi; kh++) {
-                        float *row = dx + (id * H + h0 + kh * w->dilation[1]) * W + w0;
-                        for (int64_t kw = wlo; kw < whi; kw++) row[kw * w->dilation[2]] += g;
-                    }
-                }
-            }
-        }
-    }
 }
 
 static nnq_status avgpool_backward(const nnq_op_args *a) {
@@ -469,7 +445,7 @@ static nnq_status avgpool_backward(const nnq_op_args *a) {
 
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t p = 0; p < planes; p++)
-        avgpool_bwd_plane(&w, dy + p * out_size, dx + p * in_size, include_pad);
+        avgpool_plane(&w, NULL, NULL, include_pad, true, dy + p * out_size, dx + p * in_size);
     return NNQ_OK;
 }
 
