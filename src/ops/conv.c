@@ -535,42 +535,16 @@ static void act_apply(const conv_act *f, float *y, int64_t n) {
     }
 }
 
-/* y[m * stride + i] = act(y[...] + bias[m]) for i < size (bias NULL: 0),
- * one pass while the GEMM's output is still in cache. */
+/* dst[r * dld + i] = act(src[r * sld + i] + b_r) for r < rows, i < cols,
+ * b_r = bias[r * bias_step] (bias NULL: 0): the GEMM's output (in place,
+ * while still in cache) or a computed grid's, moved to Y with bias and
+ * fused activation. */
 __attribute__((target_clones("avx2", "default")))
-static void bias_act(float *y, const float *bias, int64_t channels, int64_t size, int64_t stride,
-                     const conv_act *f) {
-    const float lo = f->lo, hi = f->hi;
-    for (int64_t m = 0; m < channels; m++) {
-        const float b = bias ? bias[m] : 0.0f;
-        float *ym = y + m * stride;
-        if (f->kind == CONV_ACT_CLIP) {
-            #pragma omp simd
-            for (int64_t i = 0; i < size; i++) {
-                float v = ym[i] + b;
-                v = v < lo ? lo : v;
-                ym[i] = v > hi ? hi : v;
-            }
-        } else if (f->kind == CONV_ACT_RELU) {
-            #pragma omp simd
-            for (int64_t i = 0; i < size; i++) {
-                float v = ym[i] + b;
-                ym[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else {
-            #pragma omp simd
-            for (int64_t i = 0; i < size; i++) ym[i] += b;
-        }
-    }
-}
-
-/* dst[r * dld + i] = act(src[r * sld + i] + b) for r < rows, i < cols: a
- * computed grid's outputs moved to Y with bias and fused activation. */
-__attribute__((target_clones("avx2", "default")))
-static void grid_to_rows(float *dst, int64_t dld, const float *src, int64_t sld, int64_t rows,
-                         int64_t cols, float b, const conv_act *f) {
+static void rows_bias_act(float *dst, int64_t dld, const float *src, int64_t sld, int64_t rows,
+                          int64_t cols, const float *bias, int64_t bias_step, const conv_act *f) {
     const float lo = f->lo, hi = f->hi;
     for (int64_t r = 0; r < rows; r++, dst += dld, src += sld) {
+        const float b = bias ? bias[r * bias_step] : 0.0f;
         if (f->kind == CONV_ACT_CLIP) {
             #pragma omp simd
             for (int64_t i = 0; i < cols; i++) {
@@ -613,7 +587,8 @@ static void conv_item(const conv_plan *p, const float *x, const float *wt, const
     nnq_sgemm(false, false, (int)p->mg, (int)cols, (int)p->rows, 1.0f, wt + g * p->mg * p->rows,
               (int)p->rows, b, (int)ldb, 0.0f, yg, (int)p->out_size, 1);
     if (bias || p->act.kind != CONV_ACT_NONE)
-        bias_act(yg, bias ? bias + g * p->mg : NULL, p->mg, cols, p->out_size, &p->act);
+        rows_bias_act(yg, p->out_size, yg, p->out_size, p->mg, cols,
+                      bias ? bias + g * p->mg : NULL, 1, &p->act);
 }
 
 /* Tap-path work item: output lines [l0, l1) of a block of images in
@@ -650,7 +625,7 @@ static void conv_tap_item(const conv_plan *p, const float *x, const float *wt, c
             float b = bias ? bias[g * p->mg + m0 + m] : 0.0f;
             float *ym = y + ((n0 + i) * p->m + g * p->mg + m0 + m) * p->out_size + l0 * ow;
             const float *src = yb + m * cols + i * L.seg;
-            grid_to_rows(ym, ow, src, L.ld, lines, ow, b, &p->act);
+            rows_bias_act(ym, ow, src, L.ld, lines, ow, &b, 0, &p->act);
         }
 }
 
@@ -844,7 +819,7 @@ static void stap_item(const conv_plan *p, const dw_geom *gm, const int64_t *offs
         const int64_t m = g * p->mg + m0 + j;
         const float b = bias ? bias[m] : 0.0f;
         float *ym = y + (n * p->m + m) * p->out_size;
-        grid_to_rows(ym, OW, yb + j * cols, gm->ld, OH, OW, b, &p->act);
+        rows_bias_act(ym, OW, yb + j * cols, gm->ld, OH, OW, &b, 0, &p->act);
     }
 }
 
