@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "engine/iprog_impl.h"
 
-#define ARENA_ALIGN 64
 /* Images per sub-batch of a split run: a few images' activations fit in
  * a core's L2 (resnet20 and mobilenetv2 run fastest per image at 4-16). */
 #define SPLIT_CHUNK 8
@@ -140,16 +140,6 @@ fail:
 
 /* ---- planning ---- */
 
-typedef struct block {
-    size_t off, size;
-    int last;
-} block;
-
-static int cmp_off(const void *a, const void *b) {
-    const block *x = a, *y = b;
-    return (x->off > y->off) - (x->off < y->off);
-}
-
 /* Whether tensor t (a base) needs arena space: everything an operator
  * writes, and inputs stored shifted (int8 -> uint8). */
 static bool in_arena(const nnq_iprog *p, int t, const bool *is_input) {
@@ -160,37 +150,26 @@ static bool in_arena(const nnq_iprog *p, int t, const bool *is_input) {
 static nnq_status plan_arena(nnq_iexec *e) {
     const nnq_iprog *p = e->p;
     const int nt = p->n_tensors;
-    nnq_status s = NNQ_OK;
-    int *first = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    nnq_arena_planner ap = {0};
     int *last = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     bool *is_input = calloc((size_t)(nt ? nt : 1), 1);
-    block *blocks = malloc(sizeof(block) * (size_t)(nt ? nt : 1));
-    block *live = malloc(sizeof(block) * (size_t)(nt ? nt : 1));
-    if (!first || !last || !is_input || !blocks || !live) {
-        s = nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the integer executor");
-        goto done;
-    }
+    nnq_status s = last && is_input
+                       ? nnq_arena_planner_init(&ap, nt)
+                       : nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the integer executor");
+    if (s != NNQ_OK) goto done;
     for (int t = 0; t < nt; t++) {
-        first[t] = INT_MAX;
         last[t] = -1;
         e->offset[t] = SIZE_MAX;
     }
-    for (int i = 0; i < p->n_inputs; i++) {
-        is_input[p->inputs[i]] = true;
-        first[p->inputs[i]] = -1;
-    }
+    for (int i = 0; i < p->n_inputs; i++) is_input[p->inputs[i]] = true;
     for (int i = 0; i < p->n_ops; i++) {
         const ip_op *op = &p->ops[i];
-        for (int k = 0; k < op->n_out; k++)
-            if (op->out[k] >= 0 && first[op->out[k]] > i) first[op->out[k]] = i;
         for (int k = 0; k < op->n_in; k++) {
             const int b = op->in[k] >= 0 ? ip_base(p, op->in[k]) : -1;
             if (b >= 0 && last[b] < i) last[b] = i;
         }
     }
     for (int i = 0; i < p->n_outputs; i++) last[ip_base(p, p->outputs[i])] = INT_MAX;
-    int n_blocks = 0;
-    size_t total = 0;
     /* place tensors in order of definition: inputs, then operator outputs */
     for (int step = -1; step < p->n_ops; step++) {
         const int n_def = step < 0 ? p->n_inputs : p->ops[step].n_out;
@@ -199,40 +178,19 @@ static nnq_status plan_arena(nnq_iexec *e) {
             if (t < 0 || !in_arena(p, t, is_input)) continue;
             size_t bytes;
             if ((s = nnq_tensor_nbytes(&e->vals[t], &bytes)) != NNQ_OK) goto done;
-            bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-            if (bytes == 0) bytes = ARENA_ALIGN;
-            const int from = step < 0 ? -1 : step;
-            int n_live = 0;
-            for (int b = 0; b < n_blocks; b++)
-                if (blocks[b].last >= from) live[n_live++] = blocks[b];
-            qsort(live, (size_t)n_live, sizeof *live, cmp_off);
-            size_t off = 0;
-            for (int b = 0; b < n_live; b++) {
-                if (live[b].off >= off + bytes) break;
-                if (live[b].off + live[b].size > off) off = live[b].off + live[b].size;
-            }
-            e->offset[t] = off;
-            blocks[n_blocks++] = (block){off, bytes, last[t] < from ? from : last[t]};
-            if (off + bytes > total) total = off + bytes;
+            if ((s = nnq_arena_place(&ap, bytes, step, last[t], &e->offset[t])) != NNQ_OK) goto done;
         }
     }
-    if (total > e->arena_bytes) {
-        free(e->arena);
-        e->arena = aligned_alloc(ARENA_ALIGN, total);
-        e->arena_bytes = e->arena ? total : 0;
-        if (!e->arena) {
-            s = nnq_fail(NNQ_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", total);
-            goto done;
-        }
-    }
+    void *arena = e->arena;
+    s = nnq_arena_reserve(&arena, &e->arena_bytes, ap.total, "activation arena");
+    e->arena = arena;
+    if (s != NNQ_OK) goto done;
     for (int t = 0; t < nt; t++)
         if (e->offset[t] != SIZE_MAX) e->vals[t].data = e->arena + e->offset[t];
 done:
-    free(first);
     free(last);
     free(is_input);
-    free(blocks);
-    free(live);
+    nnq_arena_planner_free(&ap);
     return s;
 }
 
@@ -261,13 +219,7 @@ static nnq_status plan(nnq_iexec *e, int64_t batch) {
         NNQ_TRY(e->impl[i]->reshape(&c, &b));
         if (b > need) need = b;
     }
-    need = (need + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    if (need > e->scratch_bytes) {
-        free(e->scratch);
-        e->scratch = aligned_alloc(ARENA_ALIGN, need);
-        e->scratch_bytes = e->scratch ? need : 0;
-        if (!e->scratch) return nnq_fail(NNQ_ERR_NOMEM, "cannot allocate %zu bytes of scratch", need);
-    }
+    NNQ_TRY(nnq_arena_reserve(&e->scratch, &e->scratch_bytes, need, "scratch"));
     /* outputs in their ONNX types: int8 ones get a buffer of their own */
     for (int i = 0; i < p->n_outputs; i++) {
         const ip_tensor *pt = &p->t[p->outputs[i]];

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "ops/node_call.h"
 
-#define ARENA_ALIGN 64
 
 struct nnq_exec {
     const nnq_graph *g;
@@ -87,16 +87,6 @@ static void plan_fusion(nnq_exec *e) {
     }
 }
 
-typedef struct live_block {
-    size_t off, size;
-    int last_use;
-} live_block;
-
-static int cmp_block_off(const void *a, const void *b) {
-    const live_block *x = a, *y = b;
-    return (x->off > y->off) - (x->off < y->off);
-}
-
 static bool value_in_arena(const nnq_exec *e, int v) {
     const nnq_value *val = &e->g->values[v];
     return val->producer >= 0 && !val->t.data;
@@ -107,16 +97,11 @@ static bool value_in_arena(const nnq_exec *e, int v) {
  * reader inclusive, so an op's output never aliases one of its inputs. */
 static nnq_status plan_arena(nnq_exec *e) {
     const nnq_graph *g = e->g;
-    nnq_status s = NNQ_OK;
+    nnq_arena_planner ap = {0};
     int *last_use = malloc(sizeof(int) * (size_t)g->n_values);
-    live_block *blocks = malloc(sizeof(live_block) * (size_t)g->n_values);
-    live_block *live = malloc(sizeof(live_block) * (size_t)g->n_values);
-    int n_blocks = 0;
-    size_t total = 0;
-    if (!last_use || !blocks || !live) {
-        s = nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the executor");
-        goto done;
-    }
+    nnq_status s = last_use ? nnq_arena_planner_init(&ap, g->n_values)
+                            : nnq_fail(NNQ_ERR_NOMEM, "out of memory planning the executor");
+    if (s != NNQ_OK) goto done;
     for (int v = 0; v < g->n_values; v++) {
         last_use[v] = e->keep_all ? INT_MAX : g->values[v].producer;
         e->offset[v] = SIZE_MAX;
@@ -137,37 +122,18 @@ static nnq_status plan_arena(nnq_exec *e) {
             if (v < 0 || !value_in_arena(e, v)) continue;
             size_t bytes;
             if ((s = nnq_tensor_nbytes(&e->vals[v], &bytes)) != NNQ_OK) goto done;
-            bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-            if (bytes == 0) bytes = ARENA_ALIGN;
-            int n_live = 0;
-            for (int b = 0; b < n_blocks; b++)
-                if (blocks[b].last_use >= n) live[n_live++] = blocks[b];
-            qsort(live, (size_t)n_live, sizeof *live, cmp_block_off);
-            size_t off = 0;
-            for (int b = 0; b < n_live; b++) {
-                if (live[b].off >= off + bytes) break; /* fits in the gap before b */
-                if (live[b].off + live[b].size > off) off = live[b].off + live[b].size;
-            }
-            e->offset[v] = off;
-            blocks[n_blocks++] = (live_block){off, bytes, last_use[v]};
-            if (off + bytes > total) total = off + bytes;
+            if ((s = nnq_arena_place(&ap, bytes, n, last_use[v], &e->offset[v])) != NNQ_OK) goto done;
         }
     }
-    if (total > e->arena_bytes) {
-        free(e->arena);
-        e->arena = aligned_alloc(ARENA_ALIGN, total);
-        e->arena_bytes = e->arena ? total : 0;
-        if (!e->arena) {
-            s = nnq_fail(NNQ_ERR_NOMEM, "cannot allocate a %zu-byte activation arena", total);
-            goto done;
-        }
-    }
+    void *arena = e->arena;
+    s = nnq_arena_reserve(&arena, &e->arena_bytes, ap.total, "activation arena");
+    e->arena = arena;
+    if (s != NNQ_OK) goto done;
     for (int v = 0; v < g->n_values; v++)
         if (e->offset[v] != SIZE_MAX) e->vals[v].data = e->arena + e->offset[v];
 done:
     free(last_use);
-    free(blocks);
-    free(live);
+    nnq_arena_planner_free(&ap);
     return s;
 }
 
@@ -182,14 +148,7 @@ static nnq_status plan_scratch(nnq_exec *e) {
             if (b > need) need = b;
         }
     }
-    need = (need + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    if (need > e->scratch_bytes) {
-        free(e->scratch);
-        e->scratch = aligned_alloc(ARENA_ALIGN, need);
-        e->scratch_bytes = e->scratch ? need : 0;
-        if (!e->scratch) return nnq_fail(NNQ_ERR_NOMEM, "cannot allocate %zu bytes of scratch", need);
-    }
-    return NNQ_OK;
+    return nnq_arena_reserve(&e->scratch, &e->scratch_bytes, need, "scratch");
 }
 
 static nnq_status plan(nnq_exec *e, const nnq_tensor *inputs) {
