@@ -25,10 +25,10 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=bench/int_bench.sh
+. "$ROOT/bench/lib.sh"
 ARG=${1:-build/nnq}
-if [ -d "$ARG" ]; then BUILD=$ARG; else BUILD=$(dirname "$ARG"); fi
-mkdir -p "$BUILD"
-BUILD=$(cd "$BUILD" && pwd)
+bench_build_dir "$ARG"
 cd "$ROOT"
 
 MODELS=${NNQ_BENCH_MODELS:-"models/mobilenetv2.onnx models/resnet20.onnx tests/fixtures/models/mnv2s.onnx tests/fixtures/models/resnets.onnx"}
@@ -40,28 +40,12 @@ OUT=${NNQ_BENCH_OUT:-"$ROOT/BENCHMARKS.md"}
 PY=/usr/bin/python3
 CHECK_N=256
 
-die() { echo "bench/int_bench.sh: $*" >&2; exit 1; }
-
-command -v node >/dev/null 2>&1 || die "node not found: run scripts/deps.sh --peers"
 [ -x "$PY" ] || die "$PY not found (Debian python3 with python3-torch)"
 for m in $MODELS; do [ -f "$m" ] || die "missing model $m"; done
-if [ ! -d "$ROOT/bench/node_modules/onnxruntime-node" ]; then
-    command -v npm >/dev/null 2>&1 || die "npm not found (Debian package npm)"
-    echo "installing onnxruntime-node into bench/node_modules" >&2
-    (cd "$ROOT/bench" && npm ci --ignore-scripts --no-audit --no-fund >&2) ||
-        die "npm ci failed in bench/"
-fi
-
+bench_need_ort
 mkdir -p "$BUILD/bench"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target nnq_cli qkernel_bench -j "${JOBS:-2}" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; die "building nnq and qkernel_bench in $BUILD failed"; }
+bench_workdir
+bench_build nnq_cli qkernel_bench
 NNQ="$BUILD/nnq"
 RESULTS="$BUILD/bench/int_results.jsonl"
 : >"$RESULTS.tmp"

@@ -17,10 +17,10 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=bench/run.sh
+. "$ROOT/bench/lib.sh"
 ARG=${1:-build/nnq}
-if [ -d "$ARG" ]; then BUILD=$ARG; else BUILD=$(dirname "$ARG"); fi
-mkdir -p "$BUILD"
-BUILD=$(cd "$BUILD" && pwd)
+bench_build_dir "$ARG"
 
 MODELS=${NNQ_BENCH_MODELS:-"$ROOT/tests/fixtures/models/mnv2s.onnx $ROOT/tests/fixtures/models/resnets.onnx"}
 BATCHES=${NNQ_BENCH_BATCHES:-"1 64"}
@@ -30,32 +30,13 @@ OUT=${NNQ_BENCH_OUT:-"$ROOT/BENCHMARKS.md"}
 CHECK_BATCH=16
 MAX_NMSE=1e-8
 
-die() { echo "bench/run.sh: $*" >&2; exit 1; }
-
-command -v node >/dev/null 2>&1 || die "node not found: run scripts/deps.sh --peers"
 for m in $MODELS; do
     [ -f "$m" ] || die "missing model $m (generate it: /usr/bin/python3 tests/fixtures/models/make_models.py)"
 done
 
-# ORT from the locked npm package; --ignore-scripts because the CPU library
-# already ships inside the package (bin/napi-v*/linux/x64) and the install
-# script would only fetch the CUDA provider, which is not bundled.
-if [ ! -d "$ROOT/bench/node_modules/onnxruntime-node" ]; then
-    command -v npm >/dev/null 2>&1 || die "npm not found (Debian package npm)"
-    echo "installing onnxruntime-node into bench/node_modules" >&2
-    (cd "$ROOT/bench" && npm ci --ignore-scripts --no-audit --no-fund >&2) ||
-        die "npm ci failed in bench/"
-fi
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target bench_float -j "${JOBS:-2}" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; die "building bench_float in $BUILD failed"; }
+bench_need_ort
+bench_workdir
+bench_build bench_float
 BENCH="$BUILD/bench/bench_float"
 ORT="$ROOT/bench/ort_bench.js"
 RESULTS="$BUILD/bench/float_results.jsonl"

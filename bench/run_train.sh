@@ -20,10 +20,10 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_NAME=bench/run_train.sh
+. "$ROOT/bench/lib.sh"
 ARG=${1:-build/nnq}
-if [ -d "$ARG" ]; then BUILD=$ARG; else BUILD=$(dirname "$ARG"); fi
-mkdir -p "$BUILD"
-BUILD=$(cd "$BUILD" && pwd)
+bench_build_dir "$ARG"
 
 ARCHS=${NNQ_TRAIN_ARCHS:-"resnet20 mobilenetv2"}
 THREADS=${NNQ_TRAIN_THREADS:-"1 2"}
@@ -33,21 +33,12 @@ WARMUP=${NNQ_TRAIN_WARMUP:-5}
 OUT=${NNQ_BENCH_OUT:-"$ROOT/BENCHMARKS.md"}
 PY=/usr/bin/python3
 
-die() { echo "bench/run_train.sh: $*" >&2; exit 1; }
-
 [ -x "$PY" ] || die "$PY not found (Debian's python3-torch provides PyTorch 1.13)"
 "$PY" -c "import torch, onnx, numpy" 2>/dev/null ||
     die "PyTorch, onnx or numpy missing: apt-get install python3-torch python3-onnx python3-numpy"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target bench_train -j "${JOBS:-2}" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; die "building bench_train in $BUILD failed"; }
+bench_workdir
+bench_build bench_train
 BENCH="$BUILD/bench/bench_train"
 TORCH="$ROOT/bench/train_bench.py"
 RESULTS="$BUILD/bench/train_results.jsonl"
