@@ -156,19 +156,7 @@ assert r.returncode == 0 and os.path.exists(f"{tmp}/int.onnx"), r.stderr
 PYEOF
 
 # --- 4. errors: one line, exit code, no output written ----------------------
-expect_error() { # CODE PATTERN ARGS...
-    code=$1 pattern=$2
-    shift 2
-    rm -f "$TMP/bad.onnx"
-    set +e
-    "$NNQ" qat "$@" >"$TMP/out" 2>"$TMP/err"
-    rc=$?
-    set -e
-    [ "$rc" -eq "$code" ] || fail "exit $rc, expected $code: $*"
-    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "not one line: $* -> $(cat "$TMP/err")"
-    grep -q -e "$pattern" "$TMP/err" || fail "no '$pattern' in: $(cat "$TMP/err")"
-    [ ! -e "$TMP/bad.onnx" ] || fail "output written despite the error: $*"
-}
+expect_error() { expect_cli_error qat "$@"; } # CODE PATTERN ARGS...
 M="$FIX/mnv2s.onnx"
 expect_error 2 "-o OUT.onnx" "$M"
 expect_error 2 "method" "$M" -o "$TMP/bad.onnx" --method lsq2

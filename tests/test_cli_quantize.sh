@@ -162,19 +162,7 @@ print("sym-range: restricted (default), tight, full scales match their rules", f
 PYEOF
 
 # --- 4. errors: one line, exit code, no output written ----------------------
-expect_error() { # CODE PATTERN ARGS...
-    code=$1 pattern=$2
-    shift 2
-    rm -f "$TMP/bad.onnx"
-    set +e
-    "$NNQ" quantize "$@" >"$TMP/out" 2>"$TMP/err"
-    rc=$?
-    set -e
-    [ "$rc" -eq "$code" ] || fail "exit $rc, expected $code: $*"
-    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "not one line: $* -> $(cat "$TMP/err")"
-    grep -q -e "$pattern" "$TMP/err" || fail "no '$pattern' in: $(cat "$TMP/err")"
-    [ ! -e "$TMP/bad.onnx" ] || fail "output written despite the error: $*"
-}
+expect_error() { expect_cli_error quantize "$@"; } # CODE PATTERN ARGS...
 expect_error 2 "-o OUT.onnx" "$FIX/mnv2s.onnx"
 expect_error 2 "wbits" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --wbits 1
 expect_error 2 "arange" "$FIX/mnv2s.onnx" -o "$TMP/bad.onnx" --arange foo

@@ -25,3 +25,19 @@ require_ort() {
         exit 1
     fi
 }
+
+# `nnq SUBCOMMAND ARGS...` must exit with CODE and one stderr line matching
+# PATTERN, and leave no $TMP/bad.onnx (the output path the tests pass).
+expect_cli_error() { # SUBCOMMAND CODE PATTERN ARGS...
+    sub=$1 code=$2 pattern=$3
+    shift 3
+    rm -f "$TMP/bad.onnx"
+    set +e
+    "$NNQ" "$sub" "$@" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    set -e
+    [ "$rc" -eq "$code" ] || fail "exit $rc, expected $code: $sub $*"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "not one line: $sub $* -> $(cat "$TMP/err")"
+    grep -q -e "$pattern" "$TMP/err" || fail "no '$pattern' in: $(cat "$TMP/err")"
+    [ ! -e "$TMP/bad.onnx" ] || fail "output written despite the error: $sub $*"
+}
