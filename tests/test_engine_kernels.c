@@ -10,6 +10,8 @@
  *    bit, over a sweep of shapes and edge values (each ISA skipped with a
  *    note on CPUs without it), including the VNNI depthwise kernel's two
  *    paths (small planes in registers; runs of images on a virtual grid);
+ *  - vnni-depthwise-direct (VBMI) on its own sweep of every path it splits
+ *    into: widths 1..40, every pad combination 0..2, strides 1 and 2;
  *  - descriptor checks and kernel selection (NNQ_KERNELS). */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
@@ -341,16 +343,37 @@ static void test_reference_conv(void) {
 typedef struct simd_kernel {
     const char *name;
     int min_bits, max_bits;
-    bool depthwise_only, vnni;
+    bool depthwise_only, vnni, direct_only;
 } simd_kernel;
 
 static const simd_kernel simd[] = {
-    {"avx2-gemm-madd16", 8, 8, false, false},
-    {"avx2-gemm-maddubs", 2, 7, false, false},
-    {"avx2-depthwise", 2, 8, true, false},
-    {"vnni-gemm", 2, 8, false, true},
-    {"vnni-depthwise", 2, 8, true, true},
+    {"avx2-gemm-madd16", 8, 8, false, false, false},
+    {"avx2-gemm-maddubs", 2, 7, false, false, false},
+    {"avx2-depthwise", 2, 8, true, false, false},
+    {"vnni-direct", 2, 8, false, true, true},
+    {"vnni-gemm", 2, 8, false, true, false},
+    {"vnni-depthwise", 2, 8, true, true, false},
+    {"vnni-depthwise-direct", 2, 8, true, true, false},
 };
+
+/* vnni-depthwise-direct also needs AVX-512 VBMI, kernels at most 4 wide
+ * and (kw - 1) * dil_w < 64. */
+static bool cpu_has_vbmi(void) {
+    return nnq_cpu_has_vnni() && __builtin_cpu_supports("avx512vbmi");
+}
+static bool dw_direct_fits(const simd_kernel *k, const conv_case *cc) {
+    return strcmp(k->name, "vnni-depthwise-direct") != 0 ||
+           (cpu_has_vbmi() && cc->kw <= 4 && (cc->kw - 1) * cc->dw < 64);
+}
+
+/* What vnni-direct accepts: groups of 1, a spatial kernel, strides 1 or 2,
+ * and channel quads that do not more than double the GEMM's K quads. */
+static bool direct_fits(const conv_case *cc) {
+    const int64_t taps = cc->kh * cc->kw;
+    return cc->groups == 1 && taps > 1 && (cc->sh == 1 || cc->sh == 2) &&
+           (cc->sw == 1 || cc->sw == 2) &&
+           (cc->in_ch + 3) / 4 * taps <= 2 * ((cc->in_ch * taps + 3) / 4);
+}
 #define N_SIMD (sizeof simd / sizeof simd[0])
 static int simd_runs[N_SIMD]; /* per kernel, over the whole sweep */
 
@@ -366,7 +389,8 @@ static int compare_kernels(const conv_case *cc, int *mismatches) {
     for (size_t i = 0; ref && i < N_SIMD; i++) {
         const bool dw = cc->groups == cc->in_ch && cc->groups == cc->out_ch;
         if (cc->bits < simd[i].min_bits || cc->bits > simd[i].max_bits ||
-            (simd[i].depthwise_only && !dw) || (simd[i].vnni && !vnni))
+            (simd[i].depthwise_only && !dw) || (simd[i].vnni && !vnni) ||
+            (simd[i].direct_only && !direct_fits(cc)) || !dw_direct_fits(&simd[i], cc))
             continue;
         uint8_t *got = run_conv(&cd, simd[i].name);
         CHECK(got != NULL);
@@ -439,6 +463,26 @@ static void test_simd_conv_sweep(void) {
         {1, 16, 16, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 140, 60, 4, 0, 0, 0},
         {2, 32, 32, 96, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 100, 0, 8, 0, 1, 0},
         {2, 32, 32, 48, 48, 48, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 100, 0, 4, 0, 0, 0},
+        /* vnni-direct: rows of 32 and 16 (one-row tiles), 8 and 4 (tiles of
+         * 2 and 4 rows), odd widths (also the virtual grid, in the sweep
+         * above); stride 2 with odd pads, 1x3 / 3x1, dilation, 2..4 input
+         * channels (padded quads); batch 1 on two threads splits rows
+         * (32x32, 16x16), or channels (8x8, 4x4) */
+        {2, 32, 32, 16, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 17, 128, 8, 0, 0, 0},
+        {1, 8, 8, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 140, 60, 8, 0, 1, 0},
+        {3, 4, 4, 64, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 40, 90, 5, 0, 0, 0},
+        {1, 33, 35, 6, 11, 1, 3, 3, 2, 2, 1, 1, 0, 1, 2, 0, 200, 7, 8, 0, 0, 0},
+        {2, 13, 29, 7, 9, 1, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 60, 128, 4, 0, 0, 0},
+        {2, 29, 13, 7, 9, 1, 3, 1, 2, 1, 1, 1, 1, 0, 1, 0, 60, 128, 3, 0, 0, 0},
+        {1, 20, 19, 5, 12, 1, 3, 3, 1, 2, 2, 3, 2, 3, 2, 3, 99, 20, 8, 0, 0, 0},
+        {1, 21, 18, 9, 8, 1, 5, 5, 2, 1, 2, 1, 4, 2, 3, 2, 250, 250, 6, 0, 0, 0},
+        {2, 12, 12, 2, 17, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 128, 8, 0, 0, 0},
+        {2, 12, 12, 4, 17, 1, 2, 2, 2, 2, 1, 1, 0, 0, 1, 1, 254, 128, 8, 0, 0, 0},
+        {1, 12, 12, 4, 17, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 255, 128, 8, 2, 0, 0},
+        /* ... tall and narrow: the copy takes 32 / W input rows at once */
+        {2, 12, 4, 8, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 31, 128, 8, 0, 0, 0},
+        {1, 40, 2, 5, 8, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 222, 128, 4, 0, 0, 0},
+        {1, 37, 1, 6, 8, 1, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 9, 128, 8, 0, 0, 0},
         /* vnni-depthwise, small planes in registers (stride 1, same size,
          * 16/32/64-byte planes, several images per vector, a partial last
          * vector), including taps that are never inside the plane */
@@ -474,11 +518,116 @@ static void test_simd_conv_sweep(void) {
     /* Every kernel the CPU runs took part, on a good share of the cases. */
     for (size_t i = 0; i < N_SIMD; i++) {
         fprintf(stderr, "  %-18s %d runs\n", simd[i].name, simd_runs[i]);
-        if (simd[i].vnni && !nnq_cpu_has_vnni()) CHECK(simd_runs[i] == 0);
+        if ((simd[i].vnni && !nnq_cpu_has_vnni()) ||
+            (strcmp(simd[i].name, "vnni-depthwise-direct") == 0 && !cpu_has_vbmi()))
+            CHECK(simd_runs[i] == 0);
         else CHECK(simd_runs[i] >= 20);
     }
     if (!nnq_cpu_has_vnni())
         fprintf(stderr, "note: CPU without AVX-512 VNNI: vnni kernel checks skipped\n");
+}
+
+/* vnni-depthwise-direct against the reference over the shapes its paths
+ * split on: widths 1..40 (rows of whole units, R = 16 / ow; column chunks,
+ * the last one moved back; fewer than 16 lanes, masked stores), strides 1
+ * and 2, every pad combination 0..2, kernels 1..4 wide (and 5 rows),
+ * dilation, 2..8-bit weights, batches whose units end in short groups, the
+ * permute-free path (stride 1, same size, rows dividing 64: 16x16, 32x32,
+ * 64x64, 8x8), and layers big enough for both threads, split by channel or
+ * by runs of images. */
+static void test_depthwise_direct(void) {
+    if (!cpu_has_vbmi()) {
+        fprintf(stderr, "note: CPU without AVX-512 VNNI + VBMI: vnni-depthwise-direct skipped\n");
+        return;
+    }
+    static const int64_t kernels[][4] = {/* kh, kw, dh, dw */
+                                         {3, 3, 1, 1}, {1, 1, 1, 1}, {2, 2, 1, 1}, {3, 1, 1, 1},
+                                         {1, 3, 1, 1}, {4, 4, 1, 1}, {3, 3, 2, 2}, {5, 3, 1, 1},
+                                         {3, 2, 1, 3}, {3, 3, 1, 1}};
+    static const int64_t chans[] = {1, 3, 5, 7, 17};
+    int runs = 0, mismatches = 0;
+    conv_case cases[600];
+    int nc = 0;
+    for (int64_t w = 1; w <= 40; w++)
+        for (int rep = 0; rep < 3; rep++) {
+            const int64_t *k = kernels[rnd_range(0, 9)];
+            const int64_t s = rnd_range(1, 2), ch = chans[rnd_range(0, 4)];
+            const int64_t pt = rnd_range(0, 2), pl = rnd_range(0, 2), pb = rnd_range(0, 2),
+                          pr = rnd_range(0, 2);
+            const int64_t eh = k[2] * (k[0] - 1) + 1, ew = k[3] * (k[1] - 1) + 1;
+            if (w + pl + pr < ew) continue;
+            int64_t h = rnd_range(1, 40);
+            if (h + pt + pb < eh) h = eh;
+            cases[nc++] = (conv_case){rnd_range(1, 3), h, w, ch, ch, ch, k[0], k[1], s, s, k[2],
+                                      k[3], pt, pl, pb, pr, (int32_t)rnd_range(1, 254),
+                                      (int32_t)rnd_range(0, 255), (int)rnd_range(2, 8), 0,
+                                      (int)rnd_range(0, 1), 0};
+        }
+    /* every pad combination, stride 1 and 2, on 32x32 (same size: the
+     * permute-free path) and 13x9 */
+    for (int p = 0; p < 81; p++)
+        for (int64_t s = 1; s <= 2; s++)
+            for (int64_t big = 0; big <= 1; big++)
+                cases[nc++] = (conv_case){1 + p % 3, big ? 32 : 13, big ? 32 : 9, 3, 3, 3, 3, 3,
+                                          s, s, 1, 1, p % 3, p / 3 % 3, p / 9 % 3, p / 27 % 3,
+                                          (int32_t)rnd_range(1, 254), 128, 2 + p % 7, 0, 0, 0};
+    const conv_case special[] = {
+        /* permute-free path: 16x16, 64x64, 8x8, 4-wide and 1-wide kernels */
+        {2, 16, 16, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 33, 66, 8, 0, 1, 0},
+        {1, 64, 64, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 200, 5, 4, 0, 0, 0},
+        {3, 8, 8, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 9, 128, 8, 0, 0, 0},
+        {1, 16, 32, 5, 5, 5, 4, 4, 1, 1, 1, 1, 2, 1, 1, 2, 77, 33, 5, 0, 0, 0},
+        {1, 32, 16, 5, 5, 5, 5, 1, 1, 1, 2, 1, 4, 0, 4, 0, 77, 33, 3, 0, 0, 0},
+        /* ... planes of more than 64 steps (masks computed per load) */
+        {1, 160, 32, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 19, 200, 8, 0, 0, 0},
+        {2, 72, 64, 2, 2, 2, 3, 3, 1, 1, 1, 1, 2, 0, 0, 2, 240, 10, 6, 0, 1, 0},
+        /* extremes and ties */
+        {2, 16, 16, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 128, 8, 1, 0, 0},
+        {2, 16, 16, 5, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 255, 128, 8, 2, 0, 0},
+        {2, 7, 9, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 9, 128, 8, 3, 0, 0},
+        {1, 32, 32, 5, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 90, 128, 8, 0, 0, 1},
+        /* both threads: by channel; by runs of images (3 channels) */
+        {2, 32, 32, 96, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 100, 0, 8, 0, 1, 0},
+        {4, 32, 32, 48, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 100, 0, 4, 0, 0, 0},
+        {64, 32, 32, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 7, 120, 8, 0, 0, 0},
+        {96, 16, 16, 3, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 7, 120, 6, 0, 0, 0},
+        {64, 8, 8, 33, 33, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 70, 120, 8, 0, 0, 0},
+        {1, 4, 4, 8200, 8200, 8200, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 130, 7, 4, 0, 0, 0},
+        /* ... stride 2: by channel, by runs of images, and units of 4
+         * channels (a 4x4 output at batch 1) */
+        {8, 32, 32, 96, 96, 96, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 100, 0, 8, 0, 1, 0},
+        {96, 44, 44, 3, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 7, 120, 5, 0, 0, 0},
+        {1, 8, 8, 8200, 8200, 8200, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 130, 7, 8, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) cases[nc++] = special[i];
+    for (int i = 0; i < nc; i++) {
+        conv_data cd;
+        conv_data_make(&cd, &cases[i]);
+        uint8_t *ref = run_conv(&cd, "ref-depthwise");
+        uint8_t *got = run_conv(&cd, "vnni-depthwise-direct");
+        CHECK(ref != NULL && got != NULL);
+        if (ref && got) {
+            runs++;
+            if (memcmp(ref, got, conv_out_size(&cd)) != 0) {
+                const conv_case *cc = &cases[i];
+                mismatches++;
+                fprintf(stderr,
+                        "vnni-depthwise-direct != ref: n%lld %lldx%lld c%lld k%lldx%lld s%lld "
+                        "d%lldx%lld p%lld,%lld,%lld,%lld w%d\n",
+                        (long long)cc->n, (long long)cc->h, (long long)cc->w,
+                        (long long)cc->in_ch, (long long)cc->kh, (long long)cc->kw,
+                        (long long)cc->sh, (long long)cc->dh, (long long)cc->dw,
+                        (long long)cc->pt, (long long)cc->pl, (long long)cc->pb,
+                        (long long)cc->pr, cc->bits);
+            }
+        }
+        free(ref);
+        free(got);
+        conv_data_free(&cd);
+    }
+    fprintf(stderr, "vnni-depthwise-direct: %d cases compared\n", runs);
+    CHECK(runs > 400);
+    CHECK(mismatches == 0);
 }
 
 /* ---- fully connected ---- */
@@ -670,17 +819,27 @@ static void test_selection_and_storage(void) {
         for (int pass = 0; pass < 2; pass++) {
             if (pass == 1) unsetenv("NNQ_KERNELS");
             CHECK_OK(nnq_qconv_create(&a.d, &op));
+            if (op) /* VBMI: the direct depthwise kernel; a 5x5 one is too wide for it */
+                CHECK(strcmp(nnq_qconv_kernel_name(op),
+                             cpu_has_vbmi() ? "vnni-depthwise-direct" : "vnni-depthwise") == 0);
+            nnq_qconv_destroy(op);
+            conv_case dw5c = dwc;
+            dw5c.kh = dw5c.kw = 5;
+            conv_data dw5;
+            conv_data_make(&dw5, &dw5c);
+            CHECK_OK(nnq_qconv_create(&dw5.d, &op));
             if (op) CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-depthwise") == 0);
             nnq_qconv_destroy(op);
+            conv_data_free(&dw5);
             CHECK_OK(nnq_qconv_create(&b.d, &op));
             if (op) {
-                CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-gemm") == 0);
+                CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-direct") == 0);
                 /* nibbles unpacked to int8 quads: 8-channel blocks x 72 taps */
                 CHECK(nnq_qconv_weight_bytes(op) == 8 * 72);
             }
             nnq_qconv_destroy(op);
             CHECK_OK(nnq_qconv_create(&e.d, &op));
-            if (op) CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-gemm") == 0);
+            if (op) CHECK(strcmp(nnq_qconv_kernel_name(op), "vnni-direct") == 0);
             nnq_qconv_destroy(op);
         }
     } else {
@@ -703,6 +862,7 @@ int main(void) {
     test_requant_bounds();
     test_reference_conv();
     test_simd_conv_sweep();
+    test_depthwise_direct();
     test_fc();
     test_descriptor_checks();
     test_selection_and_storage();

@@ -25,6 +25,17 @@ static inline __m512i nnq_vnni_requant(__m512i acc, const nnq_qout *q) {
                             _mm512_set1_epi32(q->zc));
 }
 
+/* 4 channels x 16 lanes of y_zp + requant -> 4 rows of 16 bytes: the
+ * saturating packs (within 128-bit lanes) leave channel k's pixels 4l..4l+3
+ * in dword k of lane l; one dword permute puts each channel in a lane of
+ * its own, in pixel order; then the clamp, [lo, hi] per channel. */
+static inline __m512i nnq_vnni_pack4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i lo,
+                                     __m512i hi) {
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i u = _mm512_packus_epi16(_mm512_packs_epi32(r0, r1), _mm512_packs_epi32(r2, r3));
+    return _mm512_min_epu8(_mm512_max_epu8(_mm512_permutexvar_epi32(idx, u), lo), hi);
+}
+
 /* 4 x 16 bytes: lane k (128 bits) holds v[k]. */
 static inline __m512i nnq_vnni_bytes4(uint8_t v0, uint8_t v1, uint8_t v2, uint8_t v3) {
     const __m512i k = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -39,5 +50,12 @@ static inline __m512i nnq_vnni_load_n(const uint8_t *p, int64_t n) {
     if (n >= 64) return _mm512_loadu_si512((const void *)p);
     return _mm512_maskz_loadu_epi8(n <= 0 ? 0 : (__mmask64)(~0ULL >> (64 - n)), p);
 }
+
+/* vnni-depthwise's small planes in registers (qkernels_vnni_depthwise.c),
+ * also used by vnni-depthwise-direct: fit (stride 1, same size, planes of
+ * 16, 32 or 64 bytes) and run, with c->w starting with the weights as
+ * quads of taps, [channel][(kh kw + 3) / 4] int32, zeros past the last tap. */
+bool nnq_vnni_dw_regs_fit(const nnq_qconv *c);
+void nnq_vnni_dw_regs_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y);
 
 #endif

@@ -443,6 +443,12 @@ static void reg_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y) {
     }
 }
 
+/* The register path for vnni-depthwise-direct (qkernels_vnni.h), which
+ * keeps these weights as its own first part. */
+bool nnq_vnni_dw_regs_fit(const nnq_qconv *c) { return reg_fits(c); }
+
+void nnq_vnni_dw_regs_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y) { reg_run(c, x, y); }
+
 /* ---- create: weights as quads of taps, [channel][quad] int32 (4 int8),
  * zeros past the last tap ---- */
 

@@ -90,17 +90,6 @@ static __attribute__((noinline)) void ukernel_1(int64_t nquads, const uint8_t *x
     OUT1(0); OUT1(1); OUT1(2); OUT1(3); OUT1(4); OUT1(5); OUT1(6); OUT1(7);
 }
 
-/* 4 channels x 16 lanes of y_zp + requant -> 4 rows of 16 bytes: the
- * saturating packs (within 128-bit lanes) leave channel k's pixels 4l..4l+3
- * in dword k of lane l; one dword permute puts each channel in a lane of
- * its own, in pixel order; then the clamp, [lo, hi] per channel. */
-static inline __m512i pack4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i lo,
-                            __m512i hi) {
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512i u = _mm512_packus_epi16(_mm512_packs_epi32(r0, r1), _mm512_packs_epi32(r2, r3));
-    return _mm512_min_epu8(_mm512_max_epu8(_mm512_permutexvar_epi32(idx, u), lo), hi);
-}
-
 static void vnni_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, int64_t cnt,
                        int64_t b0, int64_t b1) {
     const nnq_qconv *c = t->c;
@@ -130,14 +119,14 @@ static void vnni_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, in
             for (int64_t h = 0; h < halves; h++) {
                 const int64_t px = (tile + h) * NR, npx = cnt - px < NR ? cnt - px : NR;
                 __m128i out[MRV];
-                const __m512i u0 = pack4(nnq_vnni_requant(acc[0][h], q[0]),
-                                         nnq_vnni_requant(acc[1][h], q[1]),
-                                         nnq_vnni_requant(acc[2][h], q[2]),
-                                         nnq_vnni_requant(acc[3][h], q[3]), lo0, hi0);
-                const __m512i u1 = pack4(nnq_vnni_requant(acc[4][h], q[4]),
-                                         nnq_vnni_requant(acc[5][h], q[5]),
-                                         nnq_vnni_requant(acc[6][h], q[6]),
-                                         nnq_vnni_requant(acc[7][h], q[7]), lo1, hi1);
+                const __m512i u0 = nnq_vnni_pack4(nnq_vnni_requant(acc[0][h], q[0]),
+                                                  nnq_vnni_requant(acc[1][h], q[1]),
+                                                  nnq_vnni_requant(acc[2][h], q[2]),
+                                                  nnq_vnni_requant(acc[3][h], q[3]), lo0, hi0);
+                const __m512i u1 = nnq_vnni_pack4(nnq_vnni_requant(acc[4][h], q[4]),
+                                                  nnq_vnni_requant(acc[5][h], q[5]),
+                                                  nnq_vnni_requant(acc[6][h], q[6]),
+                                                  nnq_vnni_requant(acc[7][h], q[7]), lo1, hi1);
                 out[0] = _mm512_castsi512_si128(u0);
                 out[1] = _mm512_extracti32x4_epi32(u0, 1);
                 out[2] = _mm512_extracti32x4_epi32(u0, 2);
