@@ -855,9 +855,9 @@ static void test_selection_and_storage(void) {
 }
 
 int main(void) {
-    /* Thread every layer above 1 M multiply-adds (the default is higher), so
-     * the "both threads" cases below split their work. */
-    nnq_qkernels_set_parallel_min((int64_t)1 << 20);
+    /* Thread every layer, however small, so the "both threads" cases below
+     * split their work. */
+    nnq_qkernels_set_parallel_min(0);
     test_requant_exact();
     test_requant_bounds();
     test_reference_conv();

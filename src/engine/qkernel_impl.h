@@ -17,11 +17,15 @@
 /* Alignment of packed weights and of each thread's scratch slice. */
 #define NNQ_QALIGN 64
 /* Below this many multiply-adds a parallel region costs more than it saves
- * (the default; nnq_qkernels_set_parallel_min changes it). At the VNNI
- * kernels' ~40 MACs/cycle, 8 M MACs is ~70 us of work; with 1 M two threads
- * made resnet20 at batch 1 slower than one (1418 against 2463 images/s,
- * `nnq bench --batch 1 --threads 2`), with 8 M they are even. */
-#define NNQ_QPARALLEL_MIN_MACS ((int64_t)1 << 23)
+ * (the default; nnq_qkernels_set_parallel_min changes it): 64 Ki MACs is
+ * ~1 us at the VNNI GEMM kernels' 40-50 MACs/cycle, about what a fork and
+ * join of spinning OpenMP threads costs. Threading small layers pays since
+ * each thread takes its own pixels (rows) and so packs or copies only its
+ * part of the input: at batch 1 on two threads, `nnq bench --batch 1
+ * --threads 2` on W8A8 resnet20 / mobilenetv2 ran 3500 / 2300 images/s
+ * with the old 8 M threshold (one thread for most layers), 4950-5500 /
+ * 2460-2690 with 0-512 Ki (docs/engine.md). */
+#define NNQ_QPARALLEL_MIN_MACS ((int64_t)1 << 16)
 
 /* One output channel: y = clamp(y_zp + requant(acc), lo, hi). */
 typedef struct nnq_qout {

@@ -89,7 +89,7 @@ void nnq_qfc_destroy(nnq_qfc *f);
 const char *nnq_qfc_kernel_name(const nnq_qfc *f);
 
 /* Layers with fewer multiply-adds than this run on one thread (reshape
- * decides; default 8 M). Process-wide, for tests and tuning: set it before
+ * decides; default 64 Ki, NNQ_QPARALLEL_MIN_MACS). Process-wide, for tests and tuning: set it before
  * creating or reshaping operators, not while they run. */
 void nnq_qkernels_set_parallel_min(int64_t macs);
 int64_t nnq_qkernels_parallel_min(void);
