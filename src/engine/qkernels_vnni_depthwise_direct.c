@@ -145,31 +145,13 @@ static inline __mmask64 dd_range(int64_t off, int64_t hw) {
     return _bzhi_u64(~0ULL, (unsigned)(hi < 0 ? 0 : hi < WIN ? hi : WIN)) & ~below;
 }
 
-/* The requantization of nnq_vnni_requant on 16 lanes of channel q, its
- * constants read as broadcast operands. clamp: clamp acc to [acc_lo,
- * acc_hi] first (not needed when shift >= 32: dd_pack). hi32: shift >= 32, so
- * acc * mult + rnd >> shift is the high dword of the 64-bit sum
- * (non-negative, < 2^63) shifted by shift - 32: one dword shuffle brings
- * both halves' high dwords together and one 32-bit shift follows, instead
- * of two 64-bit shifts and the shuffle. */
+/* nnq_vnni_requant on 16 lanes of channel q, with the choice made once
+ * per channel (dd_fast) and passed down as constants: hi32 (shift >= 32,
+ * qkernels_vnni.h) needs no clamp of acc; clamp is !hi32 at every call. */
 static inline __attribute__((always_inline)) __m512i dd_requant(__m512i acc, const nnq_qout *q,
                                                                 bool clamp, bool hi32) {
-    const __m512i mult = _mm512_set1_epi32(q->mult), rnd = _mm512_set1_epi64(q->rnd);
-    if (clamp)
-        acc = _mm512_min_epi32(_mm512_max_epi32(acc, _mm512_set1_epi32(q->acc_lo)),
-                               _mm512_set1_epi32(q->acc_hi));
-    __m512i ev = _mm512_add_epi64(_mm512_mul_epi32(acc, mult), rnd);
-    __m512i od = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), mult), rnd);
-    if (hi32) {
-        const __m512i h = _mm512_mask_shuffle_epi32(od, 0x5555, ev, (_MM_PERM_ENUM)0xB1);
-        return _mm512_add_epi32(_mm512_srl_epi32(h, _mm_cvtsi32_si128(q->shift - 32)),
-                                _mm512_set1_epi32(q->zc));
-    }
-    const __m128i shift = _mm_cvtsi32_si128(q->shift);
-    ev = _mm512_srl_epi64(ev, shift);
-    od = _mm512_srl_epi64(od, shift);
-    return _mm512_add_epi32(_mm512_mask_shuffle_epi32(ev, 0xAAAA, od, (_MM_PERM_ENUM)0xA0),
-                            _mm512_set1_epi32(q->zc));
+    (void)clamp;
+    return hi32 ? nnq_vnni_requant_hi32(acc, q) : nnq_vnni_requant_clamped(acc, q);
 }
 
 /* The packed weights (dd_pack): the tap quads of the register path, then
