@@ -135,8 +135,20 @@ static void vnni_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, in
                 out[5] = _mm512_extracti32x4_epi32(u1, 1);
                 out[6] = _mm512_extracti32x4_epi32(u1, 2);
                 out[7] = _mm512_extracti32x4_epi32(u1, 3);
-                for (int64_t m = 0; m < valid; m++)
-                    nnq_avx2_store_n(yrow + m * P + px, out[m], npx);
+                uint8_t *d = yrow + px;
+                if (valid == MRV && npx == NR) { /* the common case: no loop, no mask */
+                    _mm_storeu_si128((__m128i *)d, out[0]);
+                    _mm_storeu_si128((__m128i *)(d + P), out[1]);
+                    _mm_storeu_si128((__m128i *)(d + 2 * P), out[2]);
+                    _mm_storeu_si128((__m128i *)(d + 3 * P), out[3]);
+                    _mm_storeu_si128((__m128i *)(d + 4 * P), out[4]);
+                    _mm_storeu_si128((__m128i *)(d + 5 * P), out[5]);
+                    _mm_storeu_si128((__m128i *)(d + 6 * P), out[6]);
+                    _mm_storeu_si128((__m128i *)(d + 7 * P), out[7]);
+                    continue;
+                }
+                const __mmask16 keep = (__mmask16)((1u << npx) - 1);
+                for (int64_t m = 0; m < valid; m++) _mm_mask_storeu_epi8(d + m * P, keep, out[m]);
             }
         }
     }
