@@ -32,7 +32,8 @@ void cmd_quantize_help(FILE *fp) {
             "                    [--bias-correct empirical|analytical] [--adaround]\n"
             "                    [--adaround-iters N] [--recipe standard|data-free|none]\n"
             "                    [--calib-size 1024] [--data fashion-mnist | --data X.npy]\n"
-            "                    [--first-last-bits B] [--encodings OUT.json] [--eval] [--json]\n"
+            "                    [--wmse output|plain] [--first-last-bits B]\n"
+            "                    [--encodings OUT.json] [--eval] [--json]\n"
             "\n"
             "Post-training quantization: BatchNorm folding, then the passes asked for, then a\n"
             "QDQ ONNX model (opset 13: QuantizeLinear/DequantizeLinear, int8 weights, int32\n"
@@ -51,7 +52,15 @@ void cmd_quantize_help(FILE *fp) {
             "  --report PATH          also write an HTML report (per-layer SQNR in the\n"
             "                         simulation and the integer engine, sensitivity, channel\n"
             "                         ranges, histograms; JSON beside it as PATH.json); see\n"
-            "                         `nnq analyze`\n");
+            "                         `nnq analyze`\n"
+            "  --wmse C               what --wrange mse minimises per weight channel:\n"
+            "                         output (default): the expected squared error of the\n"
+            "                         layer's output, from the mean and channel covariance\n"
+            "                         of its input on the calibration data (so the shift of\n"
+            "                         the output mean that clipping causes counts); plain:\n"
+            "                         the weights' own squared error. Without data\n"
+            "                         (--recipe data-free) it is plain. --json says which\n"
+            "                         (docs/ptq.md)\n");
     ptq_cli_help_options(fp);
 }
 
@@ -81,6 +90,13 @@ static void report_json(const ptq_cli_opts *o, const nnq_ptq_options *p, const n
     cli_json_string(&j, "sym_range", nnq_sym_range_name(p->qsim.weights.sym_range));
     cli_json_string(&j, "recipe", o->recipe);
     cli_json_string(&j, "wrange", nnq_range_method_name(p->wrange));
+    if (r->wmse_used) { /* the criterion actually used, and its layer counts */
+        cli_json_string(&j, "wmse", nnq_wmse_mode_name(r->wmse));
+        cli_json_int(&j, "wmse_output_layers", r->wmse_output_layers);
+        cli_json_int(&j, "wmse_plain_layers", r->wmse_plain_layers);
+    } else {
+        cli_json_string(&j, "wmse", NULL);
+    }
     cli_json_string(&j, "arange", p->arange_bn ? "bn" : nnq_range_method_name(p->calib.method));
     cli_json_string(&j, "logits_range", p->arange_bn ? "bn" : nnq_range_method_name(p->calib.logits_method));
     cli_json_bool(&j, "cle", p->cle);
@@ -142,12 +158,16 @@ static nnq_status write_report(const ptq_cli_opts *o, const nnq_ptq_options *p, 
 
 int cmd_quantize_run(int argc, char **argv) {
     ptq_cli_opts o = {0};
-    const cli_opt extra[] = {{"report", CLI_OPT_STRING, &o.report, 0, 0}};
-    int rc = ptq_cli_parse("quantize", argc, argv, &o, extra, 1, cmd_quantize_help);
+    const char *wmse = NULL;
+    const cli_opt extra[] = {{"report", CLI_OPT_STRING, &o.report, 0, 0},
+                             {"wmse", CLI_OPT_STRING, &wmse, 0, 0}};
+    int rc = ptq_cli_parse("quantize", argc, argv, &o, extra, 2, cmd_quantize_help);
     if (rc < 0) return CLI_EXIT_OK;
     if (rc != CLI_EXIT_OK) return rc;
     nnq_ptq_options p;
     if ((rc = ptq_cli_build("quantize", &o, &p)) != CLI_EXIT_OK) return rc;
+    if (wmse && !nnq_wmse_mode_parse(wmse, &p.wmse))
+        return cli_usage_error("quantize", "--wmse wants output or plain, got '%s'", wmse);
 
     nnq_graph *model = NULL, *fg = NULL, *qdq = NULL;
     nnq_qsim *sim = NULL;

@@ -271,3 +271,24 @@ const nnq_tensor *nnq_exec_value(const nnq_exec *e, int v) {
     if (v < 0 || v >= e->g->n_values) return NULL;
     return &e->vals[v];
 }
+
+nnq_status nnq_exec_images_per_run(const nnq_graph *g, int64_t c, int64_t h, int64_t w,
+                                   size_t budget, int max_images, int *out) {
+    nnq_tensor *shapes = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *shapes);
+    if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory sizing the executor's batches");
+    nnq_tensor in = {0};
+    const int64_t dims[4] = {1, c, h, w};
+    nnq_status st = nnq_tensor_set_shape(&in, NNQ_DT_FLOAT, 4, dims);
+    if (st == NNQ_OK) st = nnq_graph_infer_shapes(g, &in, shapes);
+    size_t per_image = 1;
+    for (int v = 0; st == NNQ_OK && v < g->n_values; v++) {
+        size_t bytes = 0;
+        if (g->values[v].t.data || shapes[v].rank < 0) continue;
+        if (nnq_tensor_nbytes(&shapes[v], &bytes) == NNQ_OK) per_image += bytes;
+    }
+    free(shapes);
+    NNQ_TRY(st);
+    const size_t b = budget / per_image;
+    *out = b < 1 ? 1 : (b > (size_t)max_images ? max_images : (int)b);
+    return NNQ_OK;
+}

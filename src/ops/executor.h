@@ -30,6 +30,12 @@ nnq_status nnq_graph_prepare(nnq_graph *g);
 nnq_status nnq_graph_infer_shapes(const nnq_graph *g, const nnq_tensor *input_shapes,
                                   nnq_tensor *shapes);
 
+/* Images per run of a keep_all executor on g (one image [1, c, h, w] in)
+ * so that the intermediates it keeps stay within `budget` bytes: at least
+ * 1, at most max_images. */
+nnq_status nnq_exec_images_per_run(const nnq_graph *g, int64_t c, int64_t h, int64_t w,
+                                   size_t budget, int max_images, int *out);
+
 typedef struct nnq_exec_options {
     int threads;   /* 0: all available cores */
     bool keep_all; /* keep every intermediate value after run (no reuse) */

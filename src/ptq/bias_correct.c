@@ -195,23 +195,7 @@ static nnq_status accumulate(const nnq_qsim *s, bc_layer *l, const nnq_tensor *t
 
 /* Images per run so that the intermediates kept (keep_all) fit the budget. */
 static nnq_status batch_size(const nnq_graph *g, const nnq_dataset *d, int *out) {
-    nnq_tensor *shapes = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *shapes);
-    if (!shapes) return nnq_fail(NNQ_ERR_NOMEM, "out of memory planning bias correction");
-    nnq_tensor in = {0};
-    const int64_t dims[4] = {1, d->c, d->h, d->w};
-    nnq_status st = nnq_tensor_set_shape(&in, NNQ_DT_FLOAT, 4, dims);
-    if (st == NNQ_OK) st = nnq_graph_infer_shapes(g, &in, shapes);
-    size_t per_image = 1;
-    for (int v = 0; st == NNQ_OK && v < g->n_values; v++) {
-        size_t bytes = 0;
-        if (g->values[v].t.data || shapes[v].rank < 0) continue;
-        if (nnq_tensor_nbytes(&shapes[v], &bytes) == NNQ_OK) per_image += bytes;
-    }
-    free(shapes);
-    NNQ_TRY(st);
-    size_t b = BC_KEEP_BUDGET / per_image;
-    *out = b < 1 ? 1 : (b > BC_MAX_BATCH ? BC_MAX_BATCH : (int)b);
-    return NNQ_OK;
+    return nnq_exec_images_per_run(g, d->c, d->h, d->w, BC_KEEP_BUDGET, BC_MAX_BATCH, out);
 }
 
 /* Run ex (on graph g) over images [0, n) of d, `batch` at a time, and sum

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ops/executor.h"
+#include "ptq/wrange_output.h"
 
 void nnq_ptq_options_default(nnq_ptq_options *o) {
     memset(o, 0, sizeof *o);
@@ -36,6 +37,17 @@ void nnq_ptq_apply_recipe(nnq_ptq_options *o, nnq_recipe r) {
         o->bias_correct = NNQ_BC_ANALYTICAL;
         o->arange_bn = true;
     }
+}
+
+const char *nnq_wmse_mode_name(nnq_wmse_mode m) {
+    return m == NNQ_WMSE_PLAIN ? "plain" : "output";
+}
+
+bool nnq_wmse_mode_parse(const char *s, nnq_wmse_mode *out) {
+    if (s && strcmp(s, "output") == 0) *out = NNQ_WMSE_OUTPUT;
+    else if (s && strcmp(s, "plain") == 0) *out = NNQ_WMSE_PLAIN;
+    else return false;
+    return true;
 }
 
 static const char *const recipe_names[] = {"none", "standard", "data-free"};
@@ -112,10 +124,18 @@ static nnq_status run(const nnq_dataset *calib, const nnq_ptq_options *o, const 
     }
     t = now();
     NNQ_TRY(nnq_qsim_create(g, &o->qsim, sim));
-    NNQ_TRY(nnq_qsim_set_weight_ranges(*sim, o->wrange));
+    r->wmse_used = o->wrange == NNQ_RANGE_MSE;
+    /* Output-aware MSE needs the input moments; without data: plain. */
+    r->wmse = o->wmse == NNQ_WMSE_OUTPUT && calib ? NNQ_WMSE_OUTPUT : NNQ_WMSE_PLAIN;
+    if (r->wmse_used && r->wmse == NNQ_WMSE_OUTPUT)
+        NNQ_TRY(nnq_ptq_weight_ranges_output(*sim, g, calib, o->calib.n, o->threads,
+                                             &r->wmse_output_layers, &r->wmse_plain_layers, log));
+    else
+        NNQ_TRY(nnq_qsim_set_weight_ranges(*sim, o->wrange));
     step_done(r, "weight-ranges", t);
-    say(log, "quantizers: %d layers, %d quantizers; weight ranges by %s", (*sim)->n_layers,
-        (*sim)->n_quant, nnq_range_method_name(o->wrange));
+    say(log, "quantizers: %d layers, %d quantizers; weight ranges by %s%s", (*sim)->n_layers,
+        (*sim)->n_quant, nnq_range_method_name(o->wrange),
+        !r->wmse_used ? "" : r->wmse == NNQ_WMSE_OUTPUT ? " (output-aware)" : " (plain weight error)");
     if (o->adaround) {
         NNQ_TRY(need_data(calib, "AdaRound"));
         t = now();

@@ -21,9 +21,18 @@
 typedef enum nnq_recipe { NNQ_RECIPE_NONE, NNQ_RECIPE_STANDARD, NNQ_RECIPE_DATA_FREE } nnq_recipe;
 typedef enum nnq_bias_correction { NNQ_BC_NONE, NNQ_BC_EMPIRICAL, NNQ_BC_ANALYTICAL } nnq_bias_correction;
 
+/* What --wrange mse minimises per weight range: the expected error of the
+ * layer's output, from its input's moments on calibration data
+ * (wrange_output.h; without data, as in the data-free recipe, plain), or
+ * the weights' own squared error. */
+typedef enum nnq_wmse_mode { NNQ_WMSE_OUTPUT, NNQ_WMSE_PLAIN } nnq_wmse_mode;
+const char *nnq_wmse_mode_name(nnq_wmse_mode m);
+bool nnq_wmse_mode_parse(const char *s, nnq_wmse_mode *out);
+
 typedef struct nnq_ptq_options {
     nnq_qsim_options qsim;
     nnq_range_method wrange;     /* minmax or mse */
+    nnq_wmse_mode wmse;          /* mse: criterion (default output) */
     nnq_calib_options calib;     /* activation ranges from data (method, logits, n, batch) */
     bool arange_bn;              /* activation ranges from BN statistics instead */
     float in_lo, in_hi;          /* data-free range of the graph input */
@@ -51,6 +60,11 @@ typedef struct nnq_ptq_report {
     int bn_folded, bn_unfolded, cle_pairs, relu6_converted, bias_absorbed;
     int bias_corrected, bias_skipped;
     bool has_bn_stats;
+    /* wrange mse: the criterion used (output needs calibration data) and
+     * the layers it set; layers it could not handle got plain MSE. */
+    bool wmse_used;
+    nnq_wmse_mode wmse;
+    int wmse_output_layers, wmse_plain_layers;
 } nnq_ptq_report;
 
 /* Run the pipeline on a copy of `model`. `calib` may be NULL only when no

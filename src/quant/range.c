@@ -1,6 +1,7 @@
 /* Range setting (see range.h): min-max, percentile, and searches over
- * clipped ranges scored by squared error (MSE) or by the cross-entropy of
- * the logits' softmax (CE).
+ * clipped ranges scored by squared error (MSE), by the expected squared
+ * error of a layer's output (output-aware weight MSE) or by the
+ * cross-entropy of the logits' softmax (CE).
  *
  * Every search scores candidates AFTER nudging: each candidate [lo, hi]
  * goes through nnq_quantizer_set_range (or nnq_qerror_mse, which does the
@@ -72,6 +73,8 @@ typedef struct range_search {
     bool joint;        /* symmetric: one ratio shrinks both ends */
     double r_max;      /* largest ratio (>= 1; 1 unless full-range symmetric) */
     int refine_levels;
+    bool seed;         /* score (seed_a, seed_b) first: another search's choice */
+    double seed_a, seed_b;
     bool have;         /* best_* valid */
     double best_a, best_b;
     float best_lo, best_hi;
@@ -111,6 +114,7 @@ static void search_try_1d(range_search *s, double r) {
 
 static void search_run(range_search *s) {
     bool two_d = !s->joint && s->lo0 != 0 && s->hi0 != 0;
+    if (s->seed) search_try(s, s->seed_a, s->seed_b);
     if (!two_d) {
         enum { N = 100 };
         if (s->r_max > 1) search_try_1d(s, 1.0); /* min-max itself */
@@ -356,6 +360,163 @@ nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
     range_search s = {.eval = data_eval, .ctx = &d, .refine_levels = 1};
     search_range(&s, mn, mx, c, lo, hi);
     return NNQ_OK;
+}
+
+/* ---- output-aware weight MSE ------------------------------------------- */
+
+/* d^T C d over the weights [a0, a1) of one slot, C the covariance of their
+ * inputs (symmetric: the diagonal plus twice the upper triangle). The
+ * common layout, a slot reading consecutive input channels, takes rows of
+ * cov directly, with four partial sums for speed (this is the inner loop
+ * of the search on wide 1x1 convs and Gemms). */
+static double slot_quad(const nnq_wout_stats *st, int64_t a0, int64_t a1, const double *d) {
+    const int64_t len = a1 - a0, base = len > 0 ? st->in[a0] : 0;
+    bool contiguous = true;
+    for (int64_t a = a0; a < a1 && contiguous; a++) contiguous = st->in[a] == base + (a - a0);
+    double diag = 0, off = 0;
+    if (contiguous) {
+        const double *dd = d + a0;
+        for (int64_t a = 0; a < len; a++) {
+            const double *row = st->cov + (base + a) * st->n_in + base;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t b = a + 1;
+            for (; b + 4 <= len; b += 4) {
+                s0 += row[b] * dd[b];
+                s1 += row[b + 1] * dd[b + 1];
+                s2 += row[b + 2] * dd[b + 2];
+                s3 += row[b + 3] * dd[b + 3];
+            }
+            for (; b < len; b++) s0 += row[b] * dd[b];
+            diag += dd[a] * dd[a] * row[a];
+            off += dd[a] * ((s0 + s1) + (s2 + s3));
+        }
+    } else {
+        for (int64_t a = a0; a < a1; a++) {
+            const double *row = st->cov + (int64_t)st->in[a] * st->n_in;
+            double dot = 0;
+            for (int64_t b = a + 1; b < a1; b++) dot += row[st->in[b]] * d[b];
+            diag += d[a] * d[a] * row[st->in[a]];
+            off += d[a] * dot;
+        }
+    }
+    return diag + 2 * off;
+}
+
+/* The criterion of range.h for the quantizer (s, z) on grid [qmin, qmax];
+ * d[n] and acc[n_out] are scratch (errors, per-output mean shifts). */
+static double output_err(const float *w, int64_t n, const nnq_wout_stats *st, float s, float z,
+                         float qmin, float qmax, double *d, double *acc) {
+    double fluct = 0, shift = 0;
+    const int32_t n_out = st->out ? st->n_out : 1;
+    memset(acc, 0, sizeof *acc * (size_t)n_out);
+    for (int64_t i = 0; i < n; i++) {
+        d[i] = isfinite(w[i]) ? (double)w[i] - (double)nnq_fake_quant_f(w[i], s, z, qmin, qmax)
+                              : 0.0;
+        acc[st->out ? st->out[i] : 0] += d[i] * st->mean[i];
+    }
+    if (st->cov) {
+        for (int64_t k = 0; k < st->n_slot; k++) fluct += slot_quad(st, st->slot[k], st->slot[k + 1], d);
+    } else {
+        for (int64_t i = 0; i < n; i++) fluct += d[i] * d[i] * st->var[i];
+    }
+    for (int32_t o = 0; o < n_out; o++) shift += acc[o] * acc[o];
+    return (fmax(fluct, 0.0) + shift) / (double)st->n_out;
+}
+
+typedef struct out_ctx {
+    const float *w;
+    int64_t n;
+    const nnq_wout_stats *st;
+    nnq_qconfig cfg;
+    nnq_quantizer q;
+    double *d, *acc;
+} out_ctx;
+
+static range_score out_eval(void *ctx, float lo, float hi) {
+    out_ctx *o = ctx;
+    nnq_quantizer_set_range(&o->q, 0, lo, hi);
+    const double err = output_err(o->w, o->n, o->st, o->q.scale[0], (float)o->q.zero_point[0],
+                                  (float)o->q.qmin, (float)o->q.qmax, o->d, o->acc);
+    return (range_score){err, nnq_qerror_mse(&o->cfg, o->w, o->n, 1, lo, hi)};
+}
+
+static nnq_status check_wout(const float *w, int64_t n, const nnq_wout_stats *st) {
+    if (n < 0 || (n > 0 && !w) || !st || st->n_out < 1 || (n > 0 && !st->mean) ||
+        (n > 0 && !st->cov && !st->var) ||
+        (st->cov && (st->n_in < 1 || !st->in || !st->slot || st->n_slot < 0)))
+        return nnq_fail(NNQ_ERR_INVALID, "output-aware range: bad arguments (n %lld)",
+                        (long long)n);
+    for (int64_t i = 0; st->out && i < n; i++)
+        if (st->out[i] < 0 || st->out[i] >= st->n_out)
+            return nnq_fail(NNQ_ERR_INVALID, "output-aware range: weight %lld feeds output %d "
+                            "of %d", (long long)i, st->out[i], st->n_out);
+    if (!st->cov) return NNQ_OK;
+    if (st->slot[0] != 0 || st->slot[st->n_slot] != n)
+        return nnq_fail(NNQ_ERR_INVALID, "output-aware range: slots must cover the %lld weights",
+                        (long long)n);
+    for (int64_t k = 0; k < st->n_slot; k++)
+        if (st->slot[k + 1] < st->slot[k])
+            return nnq_fail(NNQ_ERR_INVALID, "output-aware range: slot %lld ends before it "
+                            "starts", (long long)k);
+    for (int64_t i = 0; i < n; i++)
+        if (st->in[i] < 0 || st->in[i] >= st->n_in)
+            return nnq_fail(NNQ_ERR_INVALID, "output-aware range: weight %lld reads input %d of "
+                            "%d", (long long)i, st->in[i], st->n_in);
+    return NNQ_OK;
+}
+
+double nnq_qerror_output(const nnq_qconfig *c, const float *w, int64_t n,
+                         const nnq_wout_stats *st, float lo, float hi) {
+    if (n <= 0 || check_wout(w, n, st) != NNQ_OK) return 0.0;
+    nnq_quantizer q;
+    double *acc = malloc(sizeof *acc * ((size_t)st->n_out + (size_t)n));
+    if (!acc || scratch_quantizer(&q, c) != NNQ_OK) {
+        free(acc);
+        return INFINITY;
+    }
+    nnq_quantizer_set_range(&q, 0, lo, hi);
+    const double err = output_err(w, n, st, q.scale[0], (float)q.zero_point[0], (float)q.qmin,
+                                  (float)q.qmax, acc + st->n_out, acc);
+    nnq_quantizer_free(&q);
+    free(acc);
+    return err;
+}
+
+nnq_status nnq_range_output_mse(const float *w, int64_t n, const nnq_wout_stats *st,
+                                const nnq_qconfig *c, float *lo, float *hi) {
+    if (!c || !lo || !hi) return nnq_fail(NNQ_ERR_INVALID, "output-aware range: missing argument");
+    NNQ_TRY(check_wout(w, n, st));
+    NNQ_TRY(nnq_qconfig_check(c));
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(w[i])) continue;
+        mn = w[i] < mn ? w[i] : mn;
+        mx = w[i] > mx ? w[i] : mx;
+    }
+    *lo = *hi = 0.0f;
+    if (mn > mx) return NNQ_OK;
+    /* Plain MSE first: its choice is a candidate of the output search. */
+    data_ctx d = {w, n, 1, *c};
+    d.cfg.per_channel = false;
+    range_search plain = {.eval = data_eval, .ctx = &d, .refine_levels = 1};
+    float plo, phi;
+    search_range(&plain, mn, mx, c, &plo, &phi);
+    if (plo == 0.0f && phi == 0.0f) return NNQ_OK;
+    out_ctx o = {.w = w, .n = n, .st = st, .cfg = d.cfg};
+    o.acc = malloc(sizeof *o.acc * ((size_t)st->n_out + (size_t)n));
+    if (!o.acc) return nnq_fail(NNQ_ERR_NOMEM, "output-aware range: out of memory");
+    o.d = o.acc + st->n_out;
+    nnq_status status = scratch_quantizer(&o.q, c);
+    if (status == NNQ_OK) {
+        range_search s = {.eval = out_eval, .ctx = &o, .refine_levels = 1};
+        s.seed = true;
+        s.seed_a = plain.best_a;
+        s.seed_b = plain.best_b;
+        search_range(&s, mn, mx, c, lo, hi);
+    }
+    nnq_quantizer_free(&o.q);
+    free(o.acc);
+    return status;
 }
 
 int64_t nnq_count_nonfinite(const float *x, int64_t n, int64_t stride) {

@@ -87,6 +87,46 @@ nnq_status nnq_range_from_data(const float *x, int64_t n, int64_t stride,
                                const nnq_qconfig *c, nnq_range_method m, float *lo,
                                float *hi);
 
+/* Output-aware weight range ("--wmse output"): w[i] multiplies an input
+ * element with mean mean[i] (E over calibration data of the layer's input)
+ * and feeds output out[i] (0 .. n_out - 1; out NULL: every weight feeds
+ * output 0, e.g. one output channel). With d_i = w_i - w_hat_i the
+ * expected squared output error is
+ *     E[(sum_i d_i x_i)^2] = d^T Cov(x) d + (sum_i d_i E[x_i])^2,
+ * summed over outputs:
+ *     err = sum_s sum_{a, b in s} d_a d_b cov[in_a, in_b]
+ *           + sum_o (sum_{i -> o} d_i mean[i])^2.
+ * Slot s (weights slot[s] .. slot[s+1] - 1, contiguous) holds the weights
+ * that read one input position, e.g. one output channel's weights of one
+ * kernel tap across input channels; weights of different slots are taken
+ * as uncorrelated (different positions). Without cov the covariance is
+ * diagonal: the first term is sum_i d_i^2 var[i]. The second term is the
+ * shift of the output's mean that clipping (and biased rounding) causes,
+ * which plain weight MSE does not see. */
+typedef struct nnq_wout_stats {
+    const double *mean; /* [n] */
+    const double *var;  /* [n], >= 0; read when cov is NULL */
+    const double *cov;  /* [n_in * n_in] input covariance, or NULL */
+    int32_t n_in;       /* with cov: input channels */
+    const int32_t *in;  /* with cov: [n] input channel of each weight */
+    const int64_t *slot; /* with cov: [n_slot + 1], slot[0] = 0, slot[n_slot] = n */
+    int64_t n_slot;
+    const int32_t *out; /* [n] or NULL */
+    int32_t n_out;      /* >= 1 */
+} nnq_wout_stats;
+
+/* err above, divided by n_out, for the quantizer range [lo, hi] (nudged as
+ * the range searches do). Non-finite weights count as error 0. */
+double nnq_qerror_output(const nnq_qconfig *c, const float *w, int64_t n,
+                         const nnq_wout_stats *st, float lo, float hi);
+
+/* Range minimising nnq_qerror_output over the candidates of the mse search
+ * (range.c), with the range plain mse chooses among them, so the result is
+ * never worse than plain mse on this criterion; ties (e.g. an input that is
+ * always 0) go to the smaller weight MSE. No finite weight → [0, 0]. */
+nnq_status nnq_range_output_mse(const float *w, int64_t n, const nnq_wout_stats *st,
+                                const nnq_qconfig *c, float *lo, float *hi);
+
 /* Number of NaN / infinite values among x[i*stride], i < n (for warnings:
  * nnq_range_from_data skips them silently). */
 int64_t nnq_count_nonfinite(const float *x, int64_t n, int64_t stride);
