@@ -65,6 +65,63 @@ static inline __m512i nnq_vnni_bytes4(uint8_t v0, uint8_t v1, uint8_t v2, uint8_
     return _mm512_permutexvar_epi32(k, b);
 }
 
+/* The output constants of a block of 8 channels [o0, o0 + valid) of a GEMM
+ * or direct convolution (vnni-gemm, vnni-direct): channels past `valid`
+ * reuse channel o0's constants and a zero bias (computed, never stored). */
+typedef struct nnq_vnni_block8 {
+    const nnq_qout *q[8];
+    int32_t bias[8];
+    __m512i lo0, lo1, hi0, hi1; /* clamps of channels 0-3 and 4-7, a lane each */
+} nnq_vnni_block8;
+
+static inline void nnq_vnni_block8_init(nnq_vnni_block8 *k, const nnq_qout *out,
+                                        const int32_t *bias, int64_t o0, int64_t valid) {
+    for (int64_t m = 0; m < 8; m++) {
+        k->q[m] = &out[o0 + (m < valid ? m : 0)];
+        k->bias[m] = m < valid ? bias[o0 + m] : 0;
+    }
+    k->lo0 = nnq_vnni_bytes4(k->q[0]->lo, k->q[1]->lo, k->q[2]->lo, k->q[3]->lo);
+    k->lo1 = nnq_vnni_bytes4(k->q[4]->lo, k->q[5]->lo, k->q[6]->lo, k->q[7]->lo);
+    k->hi0 = nnq_vnni_bytes4(k->q[0]->hi, k->q[1]->hi, k->q[2]->hi, k->q[3]->hi);
+    k->hi1 = nnq_vnni_bytes4(k->q[4]->hi, k->q[5]->hi, k->q[6]->hi, k->q[7]->hi);
+}
+
+/* The block's 8 channels x 16 pixels of accumulators acc[m][h] as bytes:
+ * lane k of *u0 holds channel k's 16 outputs, lane k of *u1 channel 4 + k's. */
+static inline void nnq_vnni_block8_out(const nnq_vnni_block8 *k, __m512i acc[8][2], int64_t h,
+                                       __m512i *u0, __m512i *u1) {
+    *u0 = nnq_vnni_pack4(nnq_vnni_requant(acc[0][h], k->q[0]), nnq_vnni_requant(acc[1][h], k->q[1]),
+                         nnq_vnni_requant(acc[2][h], k->q[2]), nnq_vnni_requant(acc[3][h], k->q[3]),
+                         k->lo0, k->hi0);
+    *u1 = nnq_vnni_pack4(nnq_vnni_requant(acc[4][h], k->q[4]), nnq_vnni_requant(acc[5][h], k->q[5]),
+                         nnq_vnni_requant(acc[6][h], k->q[6]), nnq_vnni_requant(acc[7][h], k->q[7]),
+                         k->lo1, k->hi1);
+}
+
+/* The 8 channels' 16 bytes (nnq_vnni_block8_out) as rows: o[m] = channel m. */
+static inline void nnq_vnni_rows8(__m512i u0, __m512i u1, __m128i o[8]) {
+    o[0] = _mm512_castsi512_si128(u0);
+    o[1] = _mm512_extracti32x4_epi32(u0, 1);
+    o[2] = _mm512_extracti32x4_epi32(u0, 2);
+    o[3] = _mm512_extracti32x4_epi32(u0, 3);
+    o[4] = _mm512_castsi512_si128(u1);
+    o[5] = _mm512_extracti32x4_epi32(u1, 1);
+    o[6] = _mm512_extracti32x4_epi32(u1, 2);
+    o[7] = _mm512_extracti32x4_epi32(u1, 3);
+}
+
+/* Channel m's 16 bytes to d + m * P, for all 8 channels. */
+static inline void nnq_vnni_store8(uint8_t *d, int64_t P, __m512i u0, __m512i u1) {
+    _mm_storeu_si128((__m128i *)d, _mm512_castsi512_si128(u0));
+    _mm_storeu_si128((__m128i *)(d + P), _mm512_extracti32x4_epi32(u0, 1));
+    _mm_storeu_si128((__m128i *)(d + 2 * P), _mm512_extracti32x4_epi32(u0, 2));
+    _mm_storeu_si128((__m128i *)(d + 3 * P), _mm512_extracti32x4_epi32(u0, 3));
+    _mm_storeu_si128((__m128i *)(d + 4 * P), _mm512_castsi512_si128(u1));
+    _mm_storeu_si128((__m128i *)(d + 5 * P), _mm512_extracti32x4_epi32(u1, 1));
+    _mm_storeu_si128((__m128i *)(d + 6 * P), _mm512_extracti32x4_epi32(u1, 2));
+    _mm_storeu_si128((__m128i *)(d + 7 * P), _mm512_extracti32x4_epi32(u1, 3));
+}
+
 /* The first n (0..64) bytes of p, zeros after: a masked load, which never
  * touches the bytes it leaves out. */
 static inline __m512i nnq_vnni_load_n(const uint8_t *p, int64_t n) {

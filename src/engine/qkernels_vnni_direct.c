@@ -417,56 +417,28 @@ static void tiles(const ditem *t, int64_t n, int64_t oy0, int64_t rows, int64_t 
     for (int64_t b = b0; b < b1; b++) {
         const int32_t *wb = (const int32_t *)(c->w + (size_t)b * g->block_bytes);
         const int64_t o0 = b * MRV, valid = c->out_ch - o0 < MRV ? c->out_ch - o0 : MRV;
-        int32_t bias[MRV] = {0};
-        const nnq_qout *q[MRV]; /* padding channels: computed, not stored */
-        for (int64_t m = 0; m < MRV; m++) {
-            q[m] = &c->out[o0 + (m < valid ? m : 0)];
-            bias[m] = m < valid ? c->bias[o0 + m] : 0;
-        }
-        const __m512i lo0 = nnq_vnni_bytes4(q[0]->lo, q[1]->lo, q[2]->lo, q[3]->lo);
-        const __m512i lo1 = nnq_vnni_bytes4(q[4]->lo, q[5]->lo, q[6]->lo, q[7]->lo);
-        const __m512i hi0 = nnq_vnni_bytes4(q[0]->hi, q[1]->hi, q[2]->hi, q[3]->hi);
-        const __m512i hi1 = nnq_vnni_bytes4(q[4]->hi, q[5]->hi, q[6]->hi, q[7]->hi);
+        nnq_vnni_block8 blk;
+        nnq_vnni_block8_init(&blk, c->out, c->bias, o0, valid);
         uint8_t *yb = t->y + (n * c->out_ch + o0) * P;
         for (int64_t k = 0; k < ntiles; k += 2) {
             const int64_t halves = k + 1 < ntiles ? 2 : 1;
             __m512i acc[MRV][2];
             if (halves == 2)
                 uk2(g->nq, g->taps, g->qs, t->toff, t->buf + 4 * tl[k].in,
-                    t->buf + 4 * tl[k + 1].in, rs, wb, bias, acc);
-            else uk1(g->nq, g->taps, g->qs, t->toff, t->buf + 4 * tl[k].in, rs, wb, bias, acc);
+                    t->buf + 4 * tl[k + 1].in, rs, wb, blk.bias, acc);
+            else uk1(g->nq, g->taps, g->qs, t->toff, t->buf + 4 * tl[k].in, rs, wb, blk.bias, acc);
             for (int64_t h = 0; h < halves; h++) {
-                const __m512i u0 = nnq_vnni_pack4(nnq_vnni_requant(acc[0][h], q[0]),
-                                                  nnq_vnni_requant(acc[1][h], q[1]),
-                                                  nnq_vnni_requant(acc[2][h], q[2]),
-                                                  nnq_vnni_requant(acc[3][h], q[3]), lo0, hi0);
-                const __m512i u1 = nnq_vnni_pack4(nnq_vnni_requant(acc[4][h], q[4]),
-                                                  nnq_vnni_requant(acc[5][h], q[5]),
-                                                  nnq_vnni_requant(acc[6][h], q[6]),
-                                                  nnq_vnni_requant(acc[7][h], q[7]), lo1, hi1);
+                __m512i u0, u1;
+                nnq_vnni_block8_out(&blk, acc, h, &u0, &u1);
                 const dtile *tt = &tl[k + h];
                 uint8_t *d = yb + tt->out;
                 if (t->R && valid == MRV && tt->npx * tt->nrows == TP &&
                     (t->R == 1 || TP / t->R == c->ow)) { /* 16 contiguous bytes per channel */
-                    _mm_storeu_si128((__m128i *)d, _mm512_castsi512_si128(u0));
-                    _mm_storeu_si128((__m128i *)(d + P), _mm512_extracti32x4_epi32(u0, 1));
-                    _mm_storeu_si128((__m128i *)(d + 2 * P), _mm512_extracti32x4_epi32(u0, 2));
-                    _mm_storeu_si128((__m128i *)(d + 3 * P), _mm512_extracti32x4_epi32(u0, 3));
-                    _mm_storeu_si128((__m128i *)(d + 4 * P), _mm512_castsi512_si128(u1));
-                    _mm_storeu_si128((__m128i *)(d + 5 * P), _mm512_extracti32x4_epi32(u1, 1));
-                    _mm_storeu_si128((__m128i *)(d + 6 * P), _mm512_extracti32x4_epi32(u1, 2));
-                    _mm_storeu_si128((__m128i *)(d + 7 * P), _mm512_extracti32x4_epi32(u1, 3));
+                    nnq_vnni_store8(d, P, u0, u1);
                     continue;
                 }
                 __m128i o[MRV];
-                o[0] = _mm512_castsi512_si128(u0);
-                o[1] = _mm512_extracti32x4_epi32(u0, 1);
-                o[2] = _mm512_extracti32x4_epi32(u0, 2);
-                o[3] = _mm512_extracti32x4_epi32(u0, 3);
-                o[4] = _mm512_castsi512_si128(u1);
-                o[5] = _mm512_extracti32x4_epi32(u1, 1);
-                o[6] = _mm512_extracti32x4_epi32(u1, 2);
-                o[7] = _mm512_extracti32x4_epi32(u1, 3);
+                nnq_vnni_rows8(u0, u1, o);
                 if (!t->R)
                     for (int64_t m = 0; m < valid; m++)
                         _mm_storeu_si128((__m128i *)(t->stage + m * spitch + (k + h) * TP), o[m]);

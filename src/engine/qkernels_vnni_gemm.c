@@ -99,54 +99,26 @@ static void vnni_tiles(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, in
         const int32_t *wb = (const int32_t *)(c->w + (size_t)(gr * g->ob + b) * g->block_bytes);
         const int64_t o0 = gr * c->og + b * MRV;
         const int64_t valid = c->og - b * MRV < MRV ? c->og - b * MRV : MRV;
-        int32_t bias[MRV] = {0};
-        const nnq_qout *q[MRV]; /* padding channels: computed, not stored */
-        for (int64_t m = 0; m < MRV; m++) {
-            q[m] = &c->out[o0 + (m < valid ? m : 0)];
-            bias[m] = m < valid ? c->bias[o0 + m] : 0;
-        }
-        const __m512i lo0 = nnq_vnni_bytes4(q[0]->lo, q[1]->lo, q[2]->lo, q[3]->lo);
-        const __m512i lo1 = nnq_vnni_bytes4(q[4]->lo, q[5]->lo, q[6]->lo, q[7]->lo);
-        const __m512i hi0 = nnq_vnni_bytes4(q[0]->hi, q[1]->hi, q[2]->hi, q[3]->hi);
-        const __m512i hi1 = nnq_vnni_bytes4(q[4]->hi, q[5]->hi, q[6]->hi, q[7]->hi);
+        nnq_vnni_block8 blk;
+        nnq_vnni_block8_init(&blk, c->out, c->bias, o0, valid);
         uint8_t *yrow = t->y + (n * c->out_ch + o0) * P + p0;
         for (int64_t tile = 0; tile < ntiles; tile += 2) {
             const int64_t halves = tile + 1 < ntiles ? 2 : 1;
             const uint8_t *xp = t->panel + tile * nq * 64;
             __m512i acc[MRV][2];
-            if (halves == 2) ukernel_2(nq, xp, xp + nq * 64, wb, bias, acc);
-            else ukernel_1(nq, xp, wb, bias, acc);
+            if (halves == 2) ukernel_2(nq, xp, xp + nq * 64, wb, blk.bias, acc);
+            else ukernel_1(nq, xp, wb, blk.bias, acc);
             for (int64_t h = 0; h < halves; h++) {
                 const int64_t px = (tile + h) * NR, npx = cnt - px < NR ? cnt - px : NR;
-                __m128i out[MRV];
-                const __m512i u0 = nnq_vnni_pack4(nnq_vnni_requant(acc[0][h], q[0]),
-                                                  nnq_vnni_requant(acc[1][h], q[1]),
-                                                  nnq_vnni_requant(acc[2][h], q[2]),
-                                                  nnq_vnni_requant(acc[3][h], q[3]), lo0, hi0);
-                const __m512i u1 = nnq_vnni_pack4(nnq_vnni_requant(acc[4][h], q[4]),
-                                                  nnq_vnni_requant(acc[5][h], q[5]),
-                                                  nnq_vnni_requant(acc[6][h], q[6]),
-                                                  nnq_vnni_requant(acc[7][h], q[7]), lo1, hi1);
-                out[0] = _mm512_castsi512_si128(u0);
-                out[1] = _mm512_extracti32x4_epi32(u0, 1);
-                out[2] = _mm512_extracti32x4_epi32(u0, 2);
-                out[3] = _mm512_extracti32x4_epi32(u0, 3);
-                out[4] = _mm512_castsi512_si128(u1);
-                out[5] = _mm512_extracti32x4_epi32(u1, 1);
-                out[6] = _mm512_extracti32x4_epi32(u1, 2);
-                out[7] = _mm512_extracti32x4_epi32(u1, 3);
+                __m512i u0, u1;
+                nnq_vnni_block8_out(&blk, acc, h, &u0, &u1);
                 uint8_t *d = yrow + px;
                 if (valid == MRV && npx == NR) { /* the common case: no loop, no mask */
-                    _mm_storeu_si128((__m128i *)d, out[0]);
-                    _mm_storeu_si128((__m128i *)(d + P), out[1]);
-                    _mm_storeu_si128((__m128i *)(d + 2 * P), out[2]);
-                    _mm_storeu_si128((__m128i *)(d + 3 * P), out[3]);
-                    _mm_storeu_si128((__m128i *)(d + 4 * P), out[4]);
-                    _mm_storeu_si128((__m128i *)(d + 5 * P), out[5]);
-                    _mm_storeu_si128((__m128i *)(d + 6 * P), out[6]);
-                    _mm_storeu_si128((__m128i *)(d + 7 * P), out[7]);
+                    nnq_vnni_store8(d, P, u0, u1);
                     continue;
                 }
+                __m128i out[MRV];
+                nnq_vnni_rows8(u0, u1, out);
                 const __mmask16 keep = (__mmask16)((1u << npx) - 1);
                 for (int64_t m = 0; m < valid; m++) _mm_mask_storeu_epi8(d + m * P, keep, out[m]);
             }
