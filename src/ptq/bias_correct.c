@@ -42,35 +42,9 @@ static const char *not_correctable(const nnq_qsim *s, int i) {
     return NULL;
 }
 
-/* Weight layout of a layer: W[o * o_stride + i * i_stride + t] for output
- * channel o, input channel i of o's group (cin per group) and tap t. */
-typedef struct geom {
-    int64_t out_ch, cin, groups, taps, o_stride, i_stride;
-} geom;
-
-static bool layer_geom(const nnq_graph *g, const nnq_qsim_layer *L, geom *k) {
-    const nnq_node *nd = &g->nodes[L->node];
-    const nnq_tensor *w = &g->values[L->weight].t;
-    memset(k, 0, sizeof *k);
-    k->groups = 1;
-    k->taps = 1;
-    if (strcmp(nd->op_type, "Conv") == 0) {
-        k->groups = nnq_node_attr_int(nd, "group", 1);
-        if (w->rank < 3 || k->groups < 1 || w->dims[0] % k->groups) return false;
-        k->out_ch = w->dims[0];
-        k->cin = w->dims[1];
-        for (int d = 2; d < w->rank; d++) k->taps *= w->dims[d];
-        k->o_stride = k->cin * k->taps;
-        k->i_stride = k->taps;
-    } else { /* Gemm (transA = 0, as qsim requires) or MatMul: [K, M], or [M, K] with transB */
-        if (w->rank != 2) return false;
-        const bool tb = strcmp(nd->op_type, "Gemm") == 0 && nnq_node_attr_int(nd, "transB", 0);
-        k->out_ch = tb ? w->dims[0] : w->dims[1];
-        k->cin = tb ? w->dims[1] : w->dims[0];
-        k->o_stride = tb ? k->cin : 1;
-        k->i_stride = tb ? 1 : k->out_ch;
-    }
-    return k->out_ch > 0 && nnq_tensor_numel(&g->values[L->bias].t) == k->out_ch;
+/* The layer's weight layout (nnq_ptq_weight_geom), with a bias to correct. */
+static bool layer_geom(const nnq_graph *g, const nnq_qsim_layer *L, nnq_weight_geom *k) {
+    return nnq_ptq_weight_geom(g, L, k) && nnq_tensor_numel(&g->values[L->bias].t) == k->out_ch;
 }
 
 /* ---- analytical ---- */
@@ -87,7 +61,7 @@ static void quantize_weight(const nnq_quantizer *q, const nnq_tensor *w, float *
     nnq_quantizer_apply(q, nnq_f32(w), w_hat, outer, inner);
 }
 
-static nnq_status correct_analytical(nnq_qsim *s, int li, const geom *k, const nnq_vstat *x) {
+static nnq_status correct_analytical(nnq_qsim *s, int li, const nnq_weight_geom *k, const nnq_vstat *x) {
     const nnq_qsim_layer *L = &s->layers[li];
     const nnq_tensor *wt = &s->g->values[L->weight].t;
     const int64_t numel = nnq_tensor_numel(wt);
@@ -125,7 +99,7 @@ nnq_status nnq_ptq_bias_correct_analytical(nnq_qsim *s, const nnq_bn_stats *st,
         const nnq_qsim_layer *L = &s->layers[i];
         const char *why = not_correctable(s, i);
         const nnq_vstat *x = why ? NULL : nnq_act_stats_get(&as, L->input);
-        geom k;
+        nnq_weight_geom k;
         if (!why && !x) why = "input statistics unknown";
         if (!why && (!layer_geom(s->g, L, &k) || x->channels != k.cin * k.groups))
             why = "input statistics do not match the weight";
@@ -266,7 +240,7 @@ nnq_status nnq_ptq_bias_correct_empirical(nnq_qsim *s, const nnq_graph *float_gr
     }
     for (int i = 0; i < s->n_layers; i++) {
         const nnq_qsim_layer *L = &s->layers[i];
-        geom k;
+        nnq_weight_geom k;
         if (not_correctable(s, i) || !layer_geom(s->g, L, &k)) {
             skipped++;
             continue;

@@ -48,6 +48,18 @@ nnq_status nnq_bn_stats_add(nnq_bn_stats *st, const char *value, int channels,
 /* A pass's account of what it did, for the user (one line each). Numerical
  * trouble a pass handled with a defined result (e.g. a degenerate BN
  * variance) is a warning: one line "<pass>: warning: ...". */
+/* A layer's weight layout (Conv, Gemm with transA = 0, MatMul): output o,
+ * input channel i of o's group (cin per group) and tap t sit at
+ * W[o * o_stride + i * i_stride + t]; its input has groups * cin channels,
+ * on axis 1 (Conv) or the last axis (last_axis). out_axis: the weight's
+ * output-channel axis. False for any other layout. */
+typedef struct nnq_weight_geom {
+    int64_t out_ch, cin, groups, taps, o_stride, i_stride;
+    int out_axis;
+    bool last_axis;
+} nnq_weight_geom;
+bool nnq_ptq_weight_geom(const nnq_graph *g, const nnq_qsim_layer *L, nnq_weight_geom *k);
+
 typedef struct nnq_ptq_log {
     FILE *fp; /* NULL: silent */
     nnq_progress progress; /* long steps report here (calibration, AdaRound layers) */

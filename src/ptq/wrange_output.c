@@ -171,44 +171,6 @@ fail:
 
 /* ---- per layer ---- */
 
-/* A layer's weight layout: output o, input channel i of o's group (cin
- * per group) and tap t sit at W[o * o_stride + i * i_stride + t]; its
- * input has groups * cin channels, on axis 1 (Conv) or the last axis. */
-typedef struct wgeom {
-    int64_t out_ch, cin, groups, taps, o_stride, i_stride;
-    int out_axis; /* the weight's output-channel axis */
-    bool last_axis;
-} wgeom;
-
-static bool weight_geom(const nnq_graph *g, const nnq_qsim_layer *L, wgeom *k) {
-    const nnq_node *nd = &g->nodes[L->node];
-    const nnq_tensor *w = &g->values[L->weight].t;
-    memset(k, 0, sizeof *k);
-    k->groups = 1;
-    k->taps = 1;
-    if (strcmp(nd->op_type, "Conv") == 0) {
-        k->groups = nnq_node_attr_int(nd, "group", 1);
-        if (w->rank < 3 || k->groups < 1 || w->dims[0] % k->groups) return false;
-        k->out_ch = w->dims[0];
-        k->cin = w->dims[1];
-        for (int d = 2; d < w->rank; d++) k->taps *= w->dims[d];
-        k->o_stride = k->cin * k->taps;
-        k->i_stride = k->taps;
-        return k->out_ch > 0 && k->cin * k->groups <= INT32_MAX;
-    }
-    const bool gemm = strcmp(nd->op_type, "Gemm") == 0;
-    if ((!gemm && strcmp(nd->op_type, "MatMul") != 0) || w->rank != 2) return false;
-    if (gemm && nnq_node_attr_int(nd, "transA", 0)) return false;
-    const bool tb = gemm && nnq_node_attr_int(nd, "transB", 0);
-    k->out_ch = tb ? w->dims[0] : w->dims[1];
-    k->cin = tb ? w->dims[1] : w->dims[0];
-    k->o_stride = tb ? k->cin : 1;
-    k->i_stride = tb ? 1 : k->out_ch;
-    k->out_axis = tb ? 0 : 1;
-    k->last_axis = true;
-    return k->out_ch > 0 && k->cin <= INT32_MAX;
-}
-
 /* The weights of outputs [o0, o1) laid out by slot (output, tap), each
  * slot holding the output's input channels, with their moments. */
 typedef struct wset {
@@ -219,7 +181,7 @@ typedef struct wset {
     int64_t n, n_slot;
 } wset;
 
-static void gather(const wgeom *k, const float *w, const nnq_chan_moments *m, int64_t o0,
+static void gather(const nnq_weight_geom *k, const float *w, const nnq_chan_moments *m, int64_t o0,
                    int64_t o1, wset *ws) {
     const int64_t per_group = k->out_ch / k->groups;
     ws->n = ws->n_slot = 0;
@@ -248,8 +210,8 @@ static nnq_status layer_ranges(const nnq_graph *g, const nnq_qsim_layer *L, nnq_
     *done = false;
     const nnq_tensor *wt = &g->values[L->weight].t;
     const int64_t numel = nnq_tensor_numel(wt);
-    wgeom k;
-    if (!weight_geom(g, L, &k) || k.cin * k.groups != mom->channels || numel < 1 ||
+    nnq_weight_geom k;
+    if (!nnq_ptq_weight_geom(g, L, &k) || k.cin * k.groups != mom->channels || numel < 1 ||
         k.out_ch * k.cin * k.taps != numel || k.out_ch > INT32_MAX)
         return NNQ_OK;
     if (q->n > 1 && (q->n != k.out_ch || q->axis != k.out_axis)) return NNQ_OK;
@@ -323,10 +285,10 @@ nnq_status nnq_ptq_weight_ranges_output(nnq_qsim *s, const nnq_graph *float_grap
     /* The input values to measure, each once (layers may share an input). */
     for (int i = 0; i < s->n_layers; i++) {
         const nnq_qsim_layer *L = &s->layers[i];
-        wgeom geo;
+        nnq_weight_geom geo;
         layer_val[i] = -1;
         if (L->weight_q < 0 || L->input < 0 || L->input >= float_graph->n_values ||
-            !weight_geom(s->g, L, &geo))
+            !nnq_ptq_weight_geom(s->g, L, &geo))
             continue;
         const bool la = geo.last_axis;
         int k = 0;
