@@ -188,15 +188,17 @@ def render(a, recs, cmdline):
     if longer:
         lines += ["", "Runs with another budget (a longer W4A4 `lsq+` run where the budget above "
                   "missed the W4A4 target):", "",
-                  "| model | W/A | method | init | budget | FP32 | start | exported | train seconds |",
-                  "|---|---|---|---|---|---:|---:|---:|---:|"]
+                  "| model | W/A | method | init | budget | test images | FP32 | start | exported | "
+                  "train seconds |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
         for r in longer:
             o = r["options"].split()
             ep = o[o.index("--epochs") + 1]
             tl = int(o[o.index("--train-limit") + 1])
             if "export_top1" in r:
                 lines.append(f"| {r['model']} | W{r['bits']}A{r['bits']} | {r['method']} | "
-                             f"`--init {r['init']}` | {budget(ep, tl)} | {r['float_top1']:.2f} | "
+                             f"`--init {r['init']}` | {budget(ep, tl)} | "
+                             f"{r.get('test_limit') or 10000} | {r['float_top1']:.2f} | "
                              f"{r['start_top1']:.2f} | {r['export_top1']:.2f} | "
                              f"{r['train_seconds']:.0f} |")
     # The targets, checked.
