@@ -8,10 +8,10 @@
  * or over (image, channel) planes, with OpenMP, when the work is large);
  * the executor never runs operators inside a parallel region, so there is
  * no nesting. */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "core/qmath.h"
 #include "core/requant.h"
 #include "engine/cpu.h"
@@ -116,11 +116,10 @@ static nnq_status quantize_run(ip_call *c) {
     axis_layout(x, q->axis, q->n, &inner);
     const float *xs = nnq_f32(x);
     uint8_t *y = c->out[0]->data;
-    #pragma omp parallel for num_threads(threads_for(c, n)) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    NNQ_PARALLEL_FOR(threads_for(c, n), i, n, {
         const int64_t ch = q->n > 1 ? (i / inner) % q->n : 0;
         y[i] = (uint8_t)nnq_quantize_i(xs[i], q->scale[ch], q->zp[ch], q->qmin, q->qmax);
-    }
+    });
     return NNQ_OK;
 }
 
@@ -132,11 +131,10 @@ static nnq_status dequantize_run(ip_call *c) {
     axis_layout(x, q->axis, q->n, &inner);
     const uint8_t *xs = x->data;
     float *y = nnq_f32(c->out[0]);
-    #pragma omp parallel for num_threads(threads_for(c, n)) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    NNQ_PARALLEL_FOR(threads_for(c, n), i, n, {
         const int64_t ch = q->n > 1 ? (i / inner) % q->n : 0;
         y[i] = nnq_dequantize_f((float)xs[i], q->scale[ch], (float)q->zp[ch]);
-    }
+    });
     return NNQ_OK;
 }
 
@@ -149,8 +147,7 @@ static nnq_status add_run(ip_call *c) {
     const uint8_t *x = c->in[0]->data, *z = c->in[1]->data;
     uint8_t *y = c->out[0]->data;
     const int32_t round = (int32_t)1 << (a->shift - 1), ma = (int32_t)a->ma, mb = (int32_t)a->mb;
-    #pragma omp parallel for num_threads(threads_for(c, n)) schedule(static)
-    for (int64_t b = 0; b < blocks; b++) {
+    NNQ_PARALLEL_FOR(threads_for(c, n), b, blocks, {
         const int64_t i0 = b * ELT_BLOCK, i1 = i0 + ELT_BLOCK < n ? i0 + ELT_BLOCK : n;
         if (st->avx2) {
             ip_add_avx2(a, x + i0, z + i0, y + i0, i1 - i0);
@@ -160,7 +157,7 @@ static nnq_status add_run(ip_call *c) {
             const int32_t t = ((int32_t)x[i] - a->za) * ma + ((int32_t)z[i] - a->zb) * mb + round;
             y[i] = ip_clamp_u8(a->zy + (t >> a->shift), a->lo, a->hi);
         }
-    }
+    });
     return NNQ_OK;
 }
 
@@ -184,11 +181,10 @@ static nnq_status requant_run(ip_call *c) {
         const int64_t tail = x->dims[q->axis] * (ytail / y->dims[q->axis]);
         const uint8_t *xd = x->data;
         const bool copy = identity_rescale(&q->r[k], q);
-        #pragma omp parallel for num_threads(threads_for(c, outer * tail)) schedule(static)
-        for (int64_t o = 0; o < outer; o++) {
+        NNQ_PARALLEL_FOR(threads_for(c, outer * tail), o, outer, {
             if (copy) memcpy(yd + o * ytail + off, xd + o * tail, (size_t)tail);
             else lut_apply(st, k, xd + o * tail, yd + o * ytail + off, tail);
-        }
+        });
         off += tail;
     }
     return NNQ_OK;
@@ -217,8 +213,27 @@ static inline int64_t taps_padded(int64_t o, int64_t s, int64_t pad_b, int64_t p
     return n;
 }
 
+/* The average of cnt taps whose values minus zx sum to acc, on y's grid. */
+static uint8_t pool_average(const ip_pool *q, int32_t acc, int64_t cnt) {
+    int64_t v = 0;
+    if (cnt > 0 && q->same_grid) { /* round half up: floor((2 acc + n) / (2 n)) */
+        const int64_t num = 2 * (int64_t)acc + cnt, den = 2 * cnt;
+        v = num >= 0 ? num / den : -((-num + den - 1) / den);
+    } else if (cnt > 0) {
+        v = nnq_requant_apply(acc, q->mult[cnt], q->shift[cnt]);
+    }
+    return ip_clamp_u8(q->zy + v, q->lo, q->hi);
+}
+
 static void pool_plane(const ip_pool *q, bool avg, const uint8_t *x, int64_t H, int64_t W,
                        uint8_t *y, int64_t OH, int64_t OW) {
+    if (avg && q->global && OH == 1 && OW == 1 && !(q->pt | q->pl | q->pb | q->pr)) {
+        /* one window, the whole plane: a plain (vectorised) sum */
+        uint32_t sum = 0;
+        for (int64_t i = 0; i < H * W; i++) sum += x[i];
+        y[0] = pool_average(q, (int32_t)(sum - (uint32_t)(H * W * q->zx)), H * W);
+        return;
+    }
     for (int64_t oy = 0; oy < OH; oy++) {
         int64_t ylo, yhi;
         taps_in(oy, q->sh, q->pt, q->dh, q->kh, H, &ylo, &yhi);
@@ -243,14 +258,7 @@ static void pool_plane(const ip_pool *q, bool avg, const uint8_t *x, int64_t H, 
             const int64_t cnt = q->include_pad
                                     ? hn * taps_padded(ox, q->sw, q->pl, q->pr, q->dw, q->kw, W)
                                     : (yhi - ylo) * (xhi - xlo);
-            int64_t v = 0;
-            if (cnt > 0 && q->same_grid) { /* round half up: floor((2 acc + n) / (2 n)) */
-                const int64_t num = 2 * (int64_t)acc + cnt, den = 2 * cnt;
-                v = num >= 0 ? num / den : -((-num + den - 1) / den);
-            } else if (cnt > 0) {
-                v = nnq_requant_apply(acc, q->mult[cnt], q->shift[cnt]);
-            }
-            y[oy * OW + ox] = ip_clamp_u8(q->zy + v, q->lo, q->hi);
+            y[oy * OW + ox] = pool_average(q, acc, cnt);
         }
     }
 }
@@ -263,8 +271,8 @@ static nnq_status pool_run(ip_call *c) {
     const bool avg = c->op->kind == IP_AVGPOOL;
     const uint8_t *xd = x->data;
     uint8_t *yd = y->data;
-    #pragma omp parallel for num_threads(threads_for(c, planes * H * W)) schedule(static)
-    for (int64_t p = 0; p < planes; p++) pool_plane(q, avg, xd + p * H * W, H, W, yd + p * OH * OW, OH, OW);
+    NNQ_PARALLEL_FOR(threads_for(c, planes * H * W), p, planes,
+                     pool_plane(q, avg, xd + p * H * W, H, W, yd + p * OH * OW, OH, OW););
     return NNQ_OK;
 }
 
@@ -275,11 +283,10 @@ static nnq_status lut_run(ip_call *c) {
     const int64_t n = nnq_tensor_numel(c->in[0]), blocks = (n + ELT_BLOCK - 1) / ELT_BLOCK;
     const uint8_t *x = c->in[0]->data;
     uint8_t *y = c->out[0]->data;
-    #pragma omp parallel for num_threads(threads_for(c, n)) schedule(static)
-    for (int64_t b = 0; b < blocks; b++) {
+    NNQ_PARALLEL_FOR(threads_for(c, n), b, blocks, {
         const int64_t i0 = b * ELT_BLOCK, i1 = i0 + ELT_BLOCK < n ? i0 + ELT_BLOCK : n;
         lut_apply(st, 0, x + i0, y + i0, i1 - i0);
-    }
+    });
     return NNQ_OK;
 }
 

@@ -5,10 +5,10 @@
  * kernels do not take: weight zero points, uint8 weights, int32 outputs
  * of a convolution, per-batch weights. The kernels parallelise inside;
  * the reference path over (image, output channel). */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/iprog_impl.h"
 #include "engine/qkernels.h"
 
@@ -96,8 +96,7 @@ static void ref_conv(const ip_linear *l, const nnq_tensor *x, nnq_tensor *y, int
     const int64_t N = x->dims[0], H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
     const int64_t cg = l->in_ch / l->groups, og = l->out_ch / l->groups, K = ip_linear_k(l);
     const uint8_t *xd = x->data;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t no = 0; no < N * l->out_ch; no++) {
+    NNQ_PARALLEL_FOR(threads, no, N * l->out_ch, {
         const int64_t n = no / l->out_ch, o = no % l->out_ch, g = o / og;
         for (int64_t oy = 0; oy < OH; oy++)
             for (int64_t ox = 0; ox < OW; ox++) {
@@ -117,7 +116,7 @@ static void ref_conv(const ip_linear *l, const nnq_tensor *x, nnq_tensor *y, int
                 }
                 store(l, o, acc, y->data, ((n * l->out_ch + o) * OH + oy) * OW + ox);
             }
-    }
+    });
 }
 
 /* Reference matrix product: x [rows, K] (nb weight sets: x [nb, rows/nb, K]). */
@@ -125,14 +124,13 @@ static void ref_fc(const ip_linear *l, const nnq_tensor *x, nnq_tensor *y, int t
     const int64_t K = l->in_ch, M = l->out_ch, rows = nnq_tensor_numel(x) / K;
     const int64_t per = rows / l->nb;
     const uint8_t *xd = x->data;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t rm = 0; rm < rows * M; rm++) {
+    NNQ_PARALLEL_FOR(threads, rm, rows * M, {
         const int64_t r = rm / M, m = rm % M, b = r / per;
         int64_t acc = l->bias ? l->bias[m] : 0;
         const uint8_t *xr = xd + r * K;
         for (int64_t k = 0; k < K; k++) acc += (int64_t)(xr[k] - l->x_zp) * weight(l, (b * M + m) * K + k);
         store(l, m, acc, y->data, rm);
-    }
+    });
 }
 
 static nnq_status lin_run(ip_call *c) {

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/parallel.h"
 #include "engine/iprog_impl.h"
 
 /* Images per sub-batch of a split run: a few images' activations fit in
@@ -440,8 +441,8 @@ static nnq_status run_split(nnq_iexec *e, const nnq_tensor *inputs, int64_t batc
     NNQ_TRY(split_prepare(e, nw, batch));
     nnq_status st[MAX_WORKERS];
     char msg[MAX_WORKERS][256];
-    #pragma omp parallel for num_threads(nw) schedule(static, 1) if (nw > 1)
-    for (int w = 0; w < nw; w++) st[w] = split_worker(e, w, nw, batch, inputs, msg[w], sizeof msg[w]);
+    NNQ_PARALLEL_FOR(nw, w, nw,
+                     st[w] = split_worker(e, (int)w, nw, batch, inputs, msg[w], sizeof msg[w]););
     for (int w = 0; w < nw; w++)
         if (st[w] != NNQ_OK) return nnq_fail(st[w], "%s", msg[w]);
     e->last_split = nw;

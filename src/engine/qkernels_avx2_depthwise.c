@@ -8,9 +8,9 @@
  * row, whatever the stride (dw_rows). Exact: |x * w| <= 255 * 128 and the
  * accumulator range is checked at create. Weights are in row storage
  * (nibbles for <= 4 bits). */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_avx2.h"
 
 #define MAX_TAPS 256
@@ -207,17 +207,17 @@ static void dw_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
                 (int64_t)((size_t)(cx % c->sw) * g.phase) + ky * c->dh * g.pw + cx / c->sw;
         }
     const int64_t planes = c->n * c->out_ch, P = c->oh * c->ow, HW = c->h * c->wd;
-    #pragma omp parallel num_threads(c->threads) if (c->threads > 1)
-    {
-        uint8_t *buf = scratch + (size_t)omp_get_thread_num() * c->thread_bytes;
+    NNQ_PARALLEL(c->threads, tid, nt, {
+        uint8_t *buf = scratch + (size_t)tid * c->thread_bytes;
         uint8_t *vbuf = buf + align_up(g.phase * (size_t)c->sw + SLACK);
         memset(buf, c->x_zp, c->thread_bytes);
-        #pragma omp for schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) {
+        int64_t pl_lo, pl_hi;
+        nnq_static_share(planes, tid, nt, &pl_lo, &pl_hi);
+        for (int64_t pl = pl_lo; pl < pl_hi; pl++) {
             nnq_avx2_fill_phases(c, g.pw, g.phase, x + pl * HW, buf);
             dw_plane(c, &g, off, buf, pl % c->out_ch, vbuf, y + pl * P);
         }
-    }
+    });
 }
 
 const nnq_qconv_kernel nnq_qconv_avx2_depthwise = {

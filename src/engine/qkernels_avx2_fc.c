@@ -6,9 +6,9 @@
  *  - 8-bit weights: int16, x widened to int16, vpmaddwd;
  *  - at most 7 bits: int8 (nibbles for <= 4 bits, unpacked in registers),
  *    x uint8, vpmaddubsw (exact, see qkernels_avx2_gemm.c) grouped in int16. */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_avx2.h"
 
 #define ROWS 4
@@ -115,15 +115,14 @@ static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, in
     const int group = nnq_avx2_maddubs_group(f->w_bits);
     const int64_t blocks = g.mp / ROWS, items = n * blocks;
     const int nt = nnq_qfc_threads(f, n);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t it = 0; it < items; it++) {
+    NNQ_PARALLEL_FOR(nt, it, items, {
         const int64_t i = it / blocks, o0 = it % blocks * ROWS;
         const uint8_t *xi = x + i * f->k, *w = f->w + (size_t)o0 * g.row_bytes;
         int32_t d[ROWS];
         if (g.wide) dots_wide(&g, w, f->k, xi, d);
         else dots_maddubs(&g, group, w, f->k, xi, d);
         nnq_qfc_store(f, i, o0, ROWS, d, y, acc);
-    }
+    });
 }
 
 const nnq_qfc_kernel nnq_qfc_avx2 = {

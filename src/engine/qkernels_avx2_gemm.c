@@ -18,9 +18,9 @@
  *    at most 4 bits stay packed nibbles, unpacked per channel block into
  *    scratch.
  * Panels: qkernels_avx2_panel.c; shared geometry: qkernels_avx2_gemm.h. */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_avx2_gemm.h"
 
 #define PANEL_BUDGET (256 * 1024) /* bytes of panel per work item: stays in L2 */
@@ -234,17 +234,17 @@ void nnq_avx2_gemm_drive(const nnq_qconv *c, const gemm_geom *g, const uint8_t *
     const int64_t P = c->oh * c->ow, items = c->n * c->groups * pblocks * chunks;
     size_t sz[4];
     slice_sizes(c, g, nb, sz);
-    #pragma omp parallel num_threads(c->threads) if (c->threads > 1)
-    {
-        uint8_t *ts = scratch + (size_t)omp_get_thread_num() * c->thread_bytes;
+    NNQ_PARALLEL(c->threads, tid, nt, {
+        uint8_t *ts = scratch + (size_t)tid * c->thread_bytes;
         gemm_item t = {.c = c, .g = *g, .pg = pad_geometry(c), .x = x, .y = y};
         t.panel = ts;
         t.pad = ts + sz[0];
         t.org = (int64_t *)(ts + sz[0] + sz[1]);
         t.wbuf = (int8_t *)(ts + sz[0] + sz[1] + sz[2]);
         if (sz[1]) memset(t.pad, c->x_zp, sz[1]); /* borders; data rewritten per item */
-        #pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
+        int64_t it_lo, it_hi;
+        nnq_static_share(items, tid, nt, &it_lo, &it_hi);
+        for (int64_t it = it_lo; it < it_hi; it++) {
             int64_t rest = it;
             const int64_t ch = rest % chunks;
             rest /= chunks;
@@ -255,7 +255,7 @@ void nnq_avx2_gemm_drive(const nnq_qconv *c, const gemm_geom *g, const uint8_t *
             nnq_avx2_gemm_panel(&t, n, gr, p0, cnt);
             tiles(&t, n, gr, p0, cnt, ch * g->ob / chunks, (ch + 1) * g->ob / chunks);
         }
-    }
+    });
 }
 
 static void gemm_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {

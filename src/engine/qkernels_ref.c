@@ -4,8 +4,8 @@
  * bias' = bias - x_zp * sum w and adds x * w over the window, a padded
  * position holding x_zp (its x_zp * w cancels against bias', so padding
  * contributes 0 to bias + sum (x - x_zp) * w); then one requantization. */
-#include <omp.h>
 
+#include "core/parallel.h"
 #include "engine/qkernel_impl.h"
 
 /* One output pixel of output channel o (group g) of image n. */
@@ -32,14 +32,13 @@ static int32_t conv_acc(const nnq_qconv *c, const uint8_t *x, int64_t n, int64_t
 
 static void conv_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {
     const int64_t planes = c->n * c->out_ch, P = c->oh * c->ow;
-    #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    NNQ_PARALLEL_FOR(c->threads, pl, planes, {
         const int64_t n = pl / c->out_ch, o = pl % c->out_ch, g = o / c->og;
         uint8_t *dst = y + pl * P;
         for (int64_t oy = 0; oy < c->oh; oy++)
             for (int64_t ox = 0; ox < c->ow; ox++)
                 dst[oy * c->ow + ox] = nnq_qout_apply(&c->out[o], conv_acc(c, x, n, g, o, oy, ox));
-    }
+    });
 }
 
 static bool conv_fits(const nnq_qconv *c) { return true; }
@@ -64,8 +63,7 @@ const nnq_qconv_kernel nnq_qconv_ref_conv = {
  * its kernel and the direct loop stays obvious. */
 static void depthwise_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *scratch) {
     const int64_t planes = c->n * c->out_ch, P = c->oh * c->ow;
-    #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    NNQ_PARALLEL_FOR(c->threads, pl, planes, {
         const int64_t ch = pl % c->out_ch;
         const uint8_t *src = x + pl * c->h * c->wd;
         const uint8_t *row = c->w + (size_t)ch * nnq_qrows_stride(c->K, c->w_bits);
@@ -85,7 +83,7 @@ static void depthwise_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint
                 }
                 dst[oy * c->ow + ox] = nnq_qout_apply(&c->out[ch], acc);
             }
-    }
+    });
 }
 
 const nnq_qconv_kernel nnq_qconv_ref_depthwise = {
@@ -109,8 +107,7 @@ static nnq_status fc_pack(nnq_qfc *f, const int8_t *w) {
 static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc) {
     const size_t stride = nnq_qrows_stride(f->k, f->w_bits);
     const int nt = nnq_qfc_threads(f, n);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t i = 0; i < n; i++) {
+    NNQ_PARALLEL_FOR(nt, i, n, {
         const uint8_t *xi = x + i * f->k;
         for (int64_t o = 0; o < f->m; o++) {
             const uint8_t *row = f->w + (size_t)o * stride;
@@ -119,7 +116,7 @@ static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, in
             if (y) y[i * f->m + o] = nnq_qout_apply(&f->out[o], a);
             else acc[i * f->m + o] = a;
         }
-    }
+    });
 }
 
 const nnq_qfc_kernel nnq_qfc_ref = {

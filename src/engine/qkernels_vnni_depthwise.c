@@ -26,9 +26,9 @@
  * after the requantization (also within lanes) restore pixel order. 3x3 (3
  * quads, the last with one tap) is specialised. Weights are packed at
  * create as quads of taps, [channel][quad] int32. */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_vnni.h"
 
 #define MAX_TAPS 256
@@ -428,8 +428,7 @@ static void reg_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y) {
     const bool uniform = per == 1 || c->n >= per;
     const int64_t runs = (c->n + per - 1) / per, planes = c->n * c->out_ch;
     const int64_t items = uniform ? c->out_ch * runs : (planes + per - 1) / per;
-    #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-    for (int64_t it = 0; it < items; it++) {
+    NNQ_PARALLEL_FOR(c->threads, it, items, {
         if (uniform) {
             const int64_t ch = it / runs, i0 = it % runs * per;
             const int64_t np = c->n - i0 < per ? c->n - i0 : per;
@@ -440,7 +439,7 @@ static void reg_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y) {
             if (taps == 9) reg_item(c, rt, 9, false, x, p0 / c->out_ch, p0 % c->out_ch, np, y);
             else reg_item(c, rt, taps, false, x, p0 / c->out_ch, p0 % c->out_ch, np, y);
         }
-    }
+    });
 }
 
 /* The register path for vnni-depthwise-direct (qkernels_vnni.h), which
@@ -476,17 +475,17 @@ static void vdw_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *s
                 (cy % c->sh * c->sw + cx % c->sw) * g.ph + cy / c->sh * g.pw + cx / c->sw;
         }
     const int64_t runs = (c->n + g.imgs - 1) / g.imgs, items = c->out_ch * runs;
-    #pragma omp parallel num_threads(c->threads) if (c->threads > 1)
-    {
-        uint8_t *buf = scratch + (size_t)omp_get_thread_num() * c->thread_bytes;
+    NNQ_PARALLEL(c->threads, tid, nt, {
+        uint8_t *buf = scratch + (size_t)tid * c->thread_bytes;
         memset(buf, c->x_zp, g.buf_bytes); /* borders; data rewritten per item */
-        #pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
+        int64_t it_lo, it_hi;
+        nnq_static_share(items, tid, nt, &it_lo, &it_hi);
+        for (int64_t it = it_lo; it < it_hi; it++) {
             const int64_t ch = it / runs, i0 = it % runs * g.imgs;
             const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
             vdw_item(c, &g, off, x, ch, i0, ni, buf, buf + g.buf_bytes, y);
         }
-    }
+    });
 }
 
 const nnq_qconv_kernel nnq_qconv_vnni_depthwise = {

@@ -37,9 +37,9 @@
  *
  * The requantization is nnq_vnni_requant's, with a shorter form for the
  * usual shift >= 32 (dd_requant). */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_vnni.h"
 
 #define MAX_KW 4
@@ -548,8 +548,7 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
                             dd_range(64 * v + t + (ky * c->dh - c->pt) * c->wd - c->pl, hw);
         }
         const int64_t items = c->out_ch * g.runs;
-        #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-        for (int64_t it = 0; it < items; it++) {
+        NNQ_PARALLEL_FOR(c->threads, it, items, {
             const int64_t ch = it / g.runs, i0 = it % g.runs * g.imgs;
             const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
             const nnq_qout *q = &c->out[ch];
@@ -560,7 +559,7 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
             else if (c->kh == 3)
                 dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, true, false, false, fm);
             else dd_flat_item(c, cm, x, y, ch, i0, ni, c->kh, q, true, false, false, fm);
-        }
+        });
         return;
     }
     const int64_t nu = g.nrb * g.nch;
@@ -576,16 +575,14 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
     }
     if (c->n * nu < 4) { /* blocks of 4 channels */
         const int64_t blocks = (c->out_ch + 3) / 4;
-        #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-        for (int64_t b = 0; b < blocks; b++)
-            dd_mixed_item(c, &g, units, nu, tabs, masks, x, y, 4 * b,
-                          c->out_ch - 4 * b < 4 ? c->out_ch - 4 * b : 4);
+        NNQ_PARALLEL_FOR(c->threads, b, blocks,
+                         dd_mixed_item(c, &g, units, nu, tabs, masks, x, y, 4 * b,
+                                       c->out_ch - 4 * b < 4 ? c->out_ch - 4 * b : 4););
         return;
     }
     const int64_t items = c->out_ch * g.runs;
     if (dd_whole(c, &g)) {
-        #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-        for (int64_t it = 0; it < items; it++) {
+        NNQ_PARALLEL_FOR(c->threads, it, items, {
             const int64_t ch = it / g.runs, i0 = it % g.runs * g.imgs;
             const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
             const nnq_qout *q = &c->out[ch];
@@ -594,11 +591,10 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
             else if (c->kh == 3)
                 dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, 3, q, true, false);
             else dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, c->kh, q, true, false);
-        }
+        });
         return;
     }
-    #pragma omp parallel for num_threads(c->threads) schedule(static) if (c->threads > 1)
-    for (int64_t it = 0; it < items; it++) {
+    NNQ_PARALLEL_FOR(c->threads, it, items, {
         const int64_t ch = it / g.runs, i0 = it % g.runs * g.imgs;
         const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
         const nnq_qout *q = &c->out[ch];
@@ -607,7 +603,7 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
         else if (c->kh == 3)
             dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, 3, q, true, false);
         else dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, c->kh, q, true, false);
-    }
+    });
 }
 
 /* The weights three ways: [channel][tap quad] int32 (4 int8, zeros past

@@ -38,9 +38,9 @@
  * threads): the rows are split first, so each thread copies only its own
  * rows and their halo, then (small maps) the channels; a thread reuses its
  * copy across consecutive channel chunks. */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_vnni.h"
 
 #define MRV 8                  /* output channels per block */
@@ -465,9 +465,8 @@ static void direct_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t
     const dgeom g = geometry(c, rb);
     size_t sz[5];
     slice_sizes(c, &g, rb, c->plan[3] == 0, sz);
-    #pragma omp parallel num_threads(c->threads) if (c->threads > 1)
-    {
-        uint8_t *ts = scratch + (size_t)omp_get_thread_num() * c->thread_bytes;
+    NNQ_PARALLEL(c->threads, tid, nt, {
+        uint8_t *ts = scratch + (size_t)tid * c->thread_bytes;
         int64_t *toff = (int64_t *)(ts + sz[0]);
         ditem t = {.c = c, .g = g, .R = c->plan[3], .y = y, .buf = ts,
                    .stage = ts + sz[0] + sz[1], .toff = toff};
@@ -482,8 +481,9 @@ static void direct_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t
         memset(ts, c->x_zp, sz[0]); /* the slack: read into discarded lanes */
         memset(zrow, c->x_zp, sz[3]);
         int64_t filled = -1;        /* (image, row block) in the buffer */
-        #pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
+        int64_t it_lo, it_hi;
+        nnq_static_share(items, tid, nt, &it_lo, &it_hi);
+        for (int64_t it = it_lo; it < it_hi; it++) {
             const int64_t ch = it % chunks, blk = it / chunks, rbk = blk % rblocks,
                           n = blk / rblocks;
             const int64_t oy0 = rbk * rb, rows = c->oh - oy0 < rb ? c->oh - oy0 : rb;
@@ -491,7 +491,7 @@ static void direct_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t
             filled = blk;
             tiles(&t, n, oy0, rows, ch * g.ob / chunks, (ch + 1) * g.ob / chunks);
         }
-    }
+    });
 }
 
 /* Groups of 1 with a spatial kernel: where the GEMM's panel costs most.

@@ -5,9 +5,9 @@
  * rows are int8 (nibbles of <= 4-bit weights unpacked at create), padded
  * with zeros to whole 64-byte vectors and to a multiple of 4 rows; the tail
  * of x is a masked load (zeros). */
-#include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "engine/qkernels_vnni.h"
 
 #define ROWS 4
@@ -40,13 +40,12 @@ static void dots(const uint8_t *w, int64_t kp, int64_t k, const uint8_t *x, int3
 static void fc_run(const nnq_qfc *f, int64_t n, const uint8_t *x, uint8_t *y, int32_t *acc) {
     const int64_t kp = padded_k(f), blocks = (f->m + ROWS - 1) / ROWS, items = n * blocks;
     const int nt = nnq_qfc_threads(f, n);
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t it = 0; it < items; it++) {
+    NNQ_PARALLEL_FOR(nt, it, items, {
         const int64_t i = it / blocks, o0 = it % blocks * ROWS;
         int32_t d[ROWS];
         dots(f->w + (size_t)(o0 * kp), kp, f->k, x + i * f->k, d);
         nnq_qfc_store(f, i, o0, ROWS, d, y, acc);
-    }
+    });
 }
 
 const nnq_qfc_kernel nnq_qfc_vnni = {
