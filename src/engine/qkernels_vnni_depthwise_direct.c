@@ -146,11 +146,10 @@ static inline __mmask64 dd_range(int64_t off, int64_t hw) {
 }
 
 /* nnq_vnni_requant on 16 lanes of channel q, with the choice made once
- * per channel (dd_fast) and passed down as constants: hi32 (shift >= 32,
- * qkernels_vnni.h) needs no clamp of acc; clamp is !hi32 at every call. */
+ * per channel (dd_fast) and passed down as a constant: hi32 (shift >= 32,
+ * qkernels_vnni.h) needs no clamp of acc. */
 static inline __attribute__((always_inline)) __m512i dd_requant(__m512i acc, const nnq_qout *q,
-                                                                bool clamp, bool hi32) {
-    (void)clamp;
+                                                                bool hi32) {
     return hi32 ? nnq_vnni_requant_hi32(acc, q) : nnq_vnni_requant_clamped(acc, q);
 }
 
@@ -163,7 +162,7 @@ static inline const int32_t *dd_rows(const nnq_qconv *c) {
     return (const int32_t *)(c->w + dd_rows_at(c));
 }
 
-/* Channel ch's shift is >= 32: the fast requantization (no clamp, hi32). */
+/* Channel ch's shift is >= 32: the fast requantization (no clamp of acc, hi32). */
 static inline bool dd_fast(const nnq_qconv *c, int64_t ch) {
     return c->w[dd_rows_at(c) + (size_t)(c->out_ch * c->kh) * 4 + (size_t)ch] != 0;
 }
@@ -175,7 +174,7 @@ static inline __attribute__((always_inline)) void dd_group(
     const nnq_qconv *c, const dd_unit *units, int64_t nu, const uint8_t *tabs,
     const uint64_t *masks, const uint8_t *x, uint8_t *y, int64_t ch, int64_t img, int64_t uu,
     int n, int64_t kh, const __m512i *wv, const nnq_qout *r, __m512i bias, bool full16,
-    __mmask16 keep, bool clamp, bool hi32) {
+    __mmask16 keep, bool hi32) {
     const int64_t hw = c->h * c->wd, P = c->oh * c->ow, row = c->dh * c->wd;
     const __m512i zp = _mm512_set1_epi8((char)c->x_zp);
     const dd_unit *un[4];
@@ -206,7 +205,7 @@ static inline __attribute__((always_inline)) void dd_group(
         }
     }
     #pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) a[t] = t < n ? dd_requant(a[t], r, clamp, hi32) : a[0];
+    for (int t = 0; t < 4; t++) a[t] = t < n ? dd_requant(a[t], r, hi32) : a[0];
     const __m512i t4 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m512i w01 = _mm512_packs_epi32(a[0], a[1]), w23 = _mm512_packs_epi32(a[2], a[3]);
     __m512i b = _mm512_permutexvar_epi32(t4, _mm512_packus_epi16(w01, w23));
@@ -227,12 +226,12 @@ static inline __attribute__((always_inline)) void dd_group(
 }
 
 /* Channel ch of images [i0, i0 + ni): the units of its planes (units[0,
- * nu) each) in groups of 4, across images. kh, clamp and hi32 are
+ * nu) each) in groups of 4, across images. kh and hi32 are
  * constants where inlined. */
 static inline __attribute__((always_inline)) void dd_item(
     const nnq_qconv *c, const dd_geom *g, const dd_unit *units, int64_t nu, const uint8_t *tabs,
     const uint64_t *masks, const uint8_t *x, uint8_t *y, int64_t ch, int64_t i0, int64_t ni,
-    int64_t kh, const nnq_qout *r, bool clamp, bool hi32) {
+    int64_t kh, const nnq_qout *r, bool hi32) {
     const int32_t *wr = dd_rows(c) + ch * c->kh;
     const __m512i bias = _mm512_set1_epi32(c->bias[ch]);
     __m512i wv[MAX_TAPS];
@@ -243,7 +242,7 @@ static inline __attribute__((always_inline)) void dd_item(
     int64_t img = i0, uu = 0, qi = 0; /* the next unit */
 #define DD_GROUP(n)                                                                           \
     dd_group(c, units, nu, tabs, masks, x, y, ch, img, uu, n, kh, wv, r, bias, full16, keep,    \
-             clamp, hi32)
+             hi32)
     for (; qi + 4 <= total; qi += 4) {
         DD_GROUP(4);
         uu += 4;
@@ -286,7 +285,7 @@ static __mmask64 dd_colmask(const nnq_qconv *c, int64_t rr) {
 
 static inline __attribute__((always_inline)) void dd_flat_item(
     const nnq_qconv *c, const __mmask64 *cm, const uint8_t *x, uint8_t *y, int64_t ch,
-    int64_t i0, int64_t ni, int64_t kh, const nnq_qout *r, bool clamp, bool hi32, bool mid,
+    int64_t i0, int64_t ni, int64_t kh, const nnq_qout *r, bool hi32, bool mid,
     const uint64_t *fm) {
     const int64_t hw = c->h * c->wd;
     const int32_t *wr = dd_rows(c) + ch * c->kh;
@@ -331,10 +330,10 @@ static inline __attribute__((always_inline)) void dd_flat_item(
                     }
                 }
             }
-            const __m512i w01 = _mm512_packs_epi32(dd_requant(a[0], r, clamp, hi32),
-                                                   dd_requant(a[1], r, clamp, hi32));
-            const __m512i w23 = _mm512_packs_epi32(dd_requant(a[2], r, clamp, hi32),
-                                                   dd_requant(a[3], r, clamp, hi32));
+            const __m512i w01 = _mm512_packs_epi32(dd_requant(a[0], r, hi32),
+                                                   dd_requant(a[1], r, hi32));
+            const __m512i w23 = _mm512_packs_epi32(dd_requant(a[2], r, hi32),
+                                                   dd_requant(a[3], r, hi32));
             __m512i b = _mm512_shuffle_epi8(_mm512_packus_epi16(w01, w23), order);
             b = _mm512_min_epu8(_mm512_max_epu8(b, _mm512_set1_epi8((char)r->lo)),
                                 _mm512_set1_epi8((char)r->hi));
@@ -356,7 +355,7 @@ static bool dd_whole(const nnq_qconv *c, const dd_geom *g) {
 static inline __attribute__((always_inline)) void dd_whole_item(
     const nnq_qconv *c, const dd_geom *g, const uint8_t *tab, const uint64_t *masks,
     const uint8_t *x, uint8_t *y, int64_t ch, int64_t i0, int64_t ni, int64_t kh,
-    const nnq_qout *r, bool clamp, bool hi32) {
+    const nnq_qout *r, bool hi32) {
     const int64_t hw = c->h * c->wd, P = c->oh * c->ow, row = c->dh * c->wd;
     const int64_t step = g->rows * c->sh * c->wd, first = -c->pt * c->wd - c->pl;
     const int64_t span = 3 * step + (kh - 1) * row; /* last window of a group, from its first */
@@ -396,10 +395,10 @@ static inline __attribute__((always_inline)) void dd_whole_item(
                     }
                 }
             }
-            const __m512i w01 = _mm512_packs_epi32(dd_requant(a[0], r, clamp, hi32),
-                                                   dd_requant(a[1], r, clamp, hi32));
-            const __m512i w23 = _mm512_packs_epi32(dd_requant(a[2], r, clamp, hi32),
-                                                   dd_requant(a[3], r, clamp, hi32));
+            const __m512i w01 = _mm512_packs_epi32(dd_requant(a[0], r, hi32),
+                                                   dd_requant(a[1], r, hi32));
+            const __m512i w23 = _mm512_packs_epi32(dd_requant(a[2], r, hi32),
+                                                   dd_requant(a[3], r, hi32));
             __m512i b = _mm512_permutexvar_epi32(t4, _mm512_packus_epi16(w01, w23));
             b = _mm512_min_epu8(_mm512_max_epu8(b, _mm512_set1_epi8((char)r->lo)),
                                 _mm512_set1_epi8((char)r->hi));
@@ -461,7 +460,7 @@ static inline __attribute__((always_inline)) void dd_mgroup(const nnq_qconv *c,
     }
     #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
-        a[t] = dd_requant(a[t], q[t], !fast, fast);
+        a[t] = dd_requant(a[t], q[t], fast);
         a[t] = _mm512_min_epi32(_mm512_max_epi32(a[t], _mm512_set1_epi32(q[t]->lo)),
                                 _mm512_set1_epi32(q[t]->hi));
     }
@@ -553,12 +552,12 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
             const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
             const nnq_qout *q = &c->out[ch];
             if (c->kh == 3 && dd_fast(c, ch) && mid)
-                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, false, true, true, fm);
+                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, true, true, fm);
             else if (c->kh == 3 && dd_fast(c, ch))
-                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, false, true, false, fm);
+                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, true, false, fm);
             else if (c->kh == 3)
-                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, true, false, false, fm);
-            else dd_flat_item(c, cm, x, y, ch, i0, ni, c->kh, q, true, false, false, fm);
+                dd_flat_item(c, cm, x, y, ch, i0, ni, 3, q, false, false, fm);
+            else dd_flat_item(c, cm, x, y, ch, i0, ni, c->kh, q, false, false, fm);
         });
         return;
     }
@@ -587,10 +586,10 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
             const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
             const nnq_qout *q = &c->out[ch];
             if (c->kh == 3 && dd_fast(c, ch))
-                dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, 3, q, false, true);
+                dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, 3, q, true);
             else if (c->kh == 3)
-                dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, 3, q, true, false);
-            else dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, c->kh, q, true, false);
+                dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, 3, q, false);
+            else dd_whole_item(c, &g, tabs, masks, x, y, ch, i0, ni, c->kh, q, false);
         });
         return;
     }
@@ -599,10 +598,10 @@ static void dd_run(const nnq_qconv *c, const uint8_t *x, uint8_t *y, uint8_t *sc
         const int64_t ni = c->n - i0 < g.imgs ? c->n - i0 : g.imgs;
         const nnq_qout *q = &c->out[ch];
         if (c->kh == 3 && dd_fast(c, ch))
-            dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, 3, q, false, true);
+            dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, 3, q, true);
         else if (c->kh == 3)
-            dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, 3, q, true, false);
-        else dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, c->kh, q, true, false);
+            dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, 3, q, false);
+        else dd_item(c, &g, units, nu, tabs, masks, x, y, ch, i0, ni, c->kh, q, false);
     });
 }
 
