@@ -32,6 +32,7 @@
 
 #include "check.h"
 #include "core/fileio.h"
+#include "core/qmath.h"
 #include "data/dataset.h"
 #include "engine/cpu.h"
 #include "engine/iprog.h"
@@ -612,6 +613,28 @@ static void test_elementwise_avx2(void) {
             }
             CHECK(ok);
         }
+    }
+    /* Input quantization: ties (k + 1/2) s, signed zeros, NaN, infinities,
+     * values far outside the grid, subnormals; 8- and 4-bit grids. */
+    float xf[N];
+    for (int t = 0; t < 40; t++) {
+        const float s = t % 5 == 0 ? 1e-30f : (float)(0.001 + urand() * 0.2);
+        const int32_t qmax = t % 2 ? 255 : 15, z = (int32_t)(urand() * (qmax + 1));
+        for (int i = 0; i < N; i++) {
+            const int kind = (int)(urand() * 8);
+            const float k = (float)(int)(urand() * 600) - 300.0f;
+            xf[i] = kind == 0   ? (k + 0.5f) * s
+                    : kind == 1 ? (i % 2 ? -0.0f : 0.0f)
+                    : kind == 2 ? (i % 3 ? NAN : (i % 2 ? INFINITY : -INFINITY))
+                    : kind == 3 ? (float)(urand() - 0.5) * 1e30f
+                    : kind == 4 ? 1e-40f * (float)(urand() - 0.5)
+                                : (float)(urand() - 0.5) * 300.0f * s;
+        }
+        const int n = t % 4 == 3 ? N - t : N;
+        ip_quantize_avx2(xf, y, n, s, z, 0, qmax);
+        bool ok = true;
+        for (int i = 0; i < n; i++) ok = ok && y[i] == (uint8_t)nnq_quantize_i(xf[i], s, z, 0, qmax);
+        CHECK(ok);
     }
 }
 

@@ -116,6 +116,16 @@ static nnq_status quantize_run(ip_call *c) {
     axis_layout(x, q->axis, q->n, &inner);
     const float *xs = nnq_f32(x);
     uint8_t *y = c->out[0]->data;
+    const elt_state *st = c->state;
+    if (st->avx2 && q->n == 1 && 0 <= q->qmin && q->qmin <= q->zp[0] && q->zp[0] <= q->qmax &&
+        q->qmax <= 255) {
+        const int64_t blocks = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+        NNQ_PARALLEL_FOR(threads_for(c, n), b, blocks, {
+            const int64_t i0 = b * ELT_BLOCK, i1 = i0 + ELT_BLOCK < n ? i0 + ELT_BLOCK : n;
+            ip_quantize_avx2(xs + i0, y + i0, i1 - i0, q->scale[0], q->zp[0], q->qmin, q->qmax);
+        });
+        return NNQ_OK;
+    }
     NNQ_PARALLEL_FOR(threads_for(c, n), i, n, {
         const int64_t ch = q->n > 1 ? (i / inner) % q->n : 0;
         y[i] = (uint8_t)nnq_quantize_i(xs[i], q->scale[ch], q->zp[ch], q->qmin, q->qmax);
@@ -290,7 +300,7 @@ static nnq_status lut_run(ip_call *c) {
     return NNQ_OK;
 }
 
-static const ip_impl quantize_impl = {NULL, no_scratch, quantize_run, NULL};
+static const ip_impl quantize_impl = {elt_create, no_scratch, quantize_run, elt_destroy};
 static const ip_impl dequantize_impl = {NULL, no_scratch, dequantize_run, NULL};
 static const ip_impl add_impl = {elt_create, no_scratch, add_run, elt_destroy};
 static const ip_impl requant_impl = {elt_create, no_scratch, requant_run, elt_destroy};

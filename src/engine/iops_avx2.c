@@ -11,9 +11,13 @@
  *                vpblendvb on bit 7 picks the half;
  *   ip_add_avx2: y = clamp(zy + ((a - za) ma + (b - zb) mb + 2^(S-1)) >> S,
  *                lo, hi) in 32-bit lanes (ma, mb <= 2^21, S <= 30: no
- *                overflow, iprog.c checks). */
+ *                overflow, iprog.c checks);
+ *   ip_quantize_avx2: nnq_quantize_i (core/qmath.h) on 8 floats: the same
+ *                IEEE single division by s, clamps and magic-number
+ *                rounding, NaN to z; the grid and z inside 0..255. */
 #include <immintrin.h>
 
+#include "core/qmath.h"
 #include "engine/iprog_impl.h"
 
 void ip_lut_avx2(const uint8_t *xtab, const uint8_t *table, const uint8_t *x, uint8_t *y,
@@ -68,4 +72,25 @@ void ip_add_avx2(const ip_add *a, const uint8_t *x1, const uint8_t *x2, uint8_t 
                           ((int32_t)x2[i] - a->zb) * (int32_t)a->mb + ((int32_t)1 << (a->shift - 1));
         y[i] = ip_clamp_u8(a->zy + (t >> a->shift), a->lo, a->hi);
     }
+}
+
+void ip_quantize_avx2(const float *x, uint8_t *y, int64_t n, float s, int32_t z, int32_t qmin,
+                      int32_t qmax) {
+    const float zf = (float)z;
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps((float)qmin - zf - 1.0f),
+                 hi = _mm256_set1_ps((float)qmax - zf + 1.0f), magic = _mm256_set1_ps(12582912.0f),
+                 vz = _mm256_set1_ps(zf), qlo = _mm256_set1_ps((float)qmin),
+                 qhi = _mm256_set1_ps((float)qmax);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+        const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi); /* not NaN: v < lo ? lo : v > hi ? hi : v */
+        v = _mm256_add_ps(_mm256_sub_ps(_mm256_add_ps(v, magic), magic), vz);
+        v = _mm256_blendv_ps(_mm256_min_ps(_mm256_max_ps(v, qlo), qhi), vz, nan);
+        const __m256i q = _mm256_cvttps_epi32(v);
+        const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w, w));
+    }
+    for (; i < n; i++) y[i] = (uint8_t)nnq_quantize_i(x[i], s, z, qmin, qmax);
 }

@@ -222,6 +222,9 @@ void ip_lut_xor_rows(const uint8_t *table, uint8_t *xtab);
 void ip_lut_avx2(const uint8_t *xtab, const uint8_t *table, const uint8_t *x, uint8_t *y,
                  int64_t n);
 void ip_add_avx2(const ip_add *a, const uint8_t *x1, const uint8_t *x2, uint8_t *y, int64_t n);
+/* y = nnq_quantize_i(x, s, z, qmin, qmax) for 0 <= qmin <= z <= qmax <= 255. */
+void ip_quantize_avx2(const float *x, uint8_t *y, int64_t n, float s, int32_t z, int32_t qmin,
+                      int32_t qmax);
 
 /* Elements for which an elementwise loop goes parallel. */
 #define IP_PARALLEL_MIN 65536
