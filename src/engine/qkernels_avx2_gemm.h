@@ -12,7 +12,13 @@
 #define MR_MAX 6
 #define NR 16    /* pixels per micro-tile (two vectors of 8) */
 
+struct gemm_item;
+/* Pixels [p0, p0 + cnt) of image n, group gr -> the item's panel. */
+typedef void (*gemm_panel_fn)(const struct gemm_item *t, int64_t n, int64_t gr, int64_t p0,
+                              int64_t cnt);
+
 typedef struct gemm_geom {
+    gemm_panel_fn panel; /* NULL: nnq_avx2_gemm_panel */
     bool wide;          /* madd16 path (8-bit weights) */
     bool nibbles;       /* weights stored as nibbles (<= 4 bits) */
     int64_t step;       /* K per panel vector: 2 (pairs) or 4 (quads) */
@@ -24,6 +30,7 @@ typedef struct gemm_geom {
 
 static inline gemm_geom gemm_geometry(const nnq_qconv *c) {
     gemm_geom g;
+    g.panel = NULL;
     g.wide = c->w_bits == 8;
     g.nibbles = c->w_bits <= 4;
     g.step = g.wide ? 2 : 4;
