@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
@@ -65,11 +66,10 @@ static nnq_status unary_map(const nnq_op_args *a, act_kernel k, const act_params
     const unsigned char *src = x->data;
     unsigned char *dst = y->data;
     int nt = a->threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    NNQ_PARALLEL_FOR(nt, t, nt, {
         int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
         k(src + (size_t)lo * es, dst + (size_t)lo * es, hi - lo, p);
-    }
+    });
     return NNQ_OK;
 }
 
@@ -88,11 +88,10 @@ static nnq_status unary_grad_map(const nnq_op_args *a, act_grad_kernel k, const 
     int64_t n = nnq_tensor_numel(xt);
     if (n <= 0) return NNQ_OK;
     int nt = a->threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    NNQ_PARALLEL_FOR(nt, t, nt, {
         int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
         k(x + lo, y + lo, dy + lo, dx + lo, hi - lo, p);
-    }
+    });
     return NNQ_OK;
 }
 

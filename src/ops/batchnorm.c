@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/op.h"
 
 #define PARALLEL_MIN_WORK 65536
@@ -95,15 +96,14 @@ static void bn_shape_of(const nnq_op_args *a, bn_shape *s) {
 static void bn_affine(const bn_shape *s, const float *x, const float *mul, const float *add,
                       float *y) {
     const int64_t planes = s->n * s->c, size = s->size;
-    #pragma omp parallel for num_threads(s->threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
+    NNQ_PARALLEL_FOR(s->threads, p, planes, {
         int64_t ch = p % s->c;
         float m = mul[ch], b = add[ch];
         const float *xp = x + p * size;
         float *yp = y + p * size;
-        #pragma omp simd
+        _Pragma("omp simd")
         for (int64_t i = 0; i < size; i++) yp[i] = xp[i] * m + b;
-    }
+    });
 }
 
 /* Batch mean and biased variance of channel ch, two passes (a plane at a
@@ -176,8 +176,7 @@ static nnq_status bn_forward(const nnq_op_args *a) {
     const float *in_mean = nnq_f32(a->in[3]), *in_var = nnq_f32(a->in[4]);
     const double count = (double)(s.n * s.size);
 
-    #pragma omp parallel for num_threads(s.threads) schedule(static)
-    for (int64_t c = 0; c < s.c; c++) {
+    NNQ_PARALLEL_FOR(s.threads, c, s.c, {
         double mu, var;
         bn_channel_stats(&s, x, c, &mu, &var);
         float inv = (float)(1.0 / sqrt(var + (double)eps));
@@ -195,7 +194,7 @@ static nnq_status bn_forward(const nnq_op_args *a) {
             run_mean[c] = (float)(momentum * (double)run_mean[c] + (1 - momentum) * mu);
             run_var[c] = (float)(momentum * (double)run_var[c] + (1 - momentum) * unbiased);
         }
-    }
+    });
     bn_affine(&s, x, mul, add, y);
     free(mul);
     return NNQ_OK;
@@ -264,8 +263,7 @@ static nnq_status bn_backward(const nnq_op_args *a) {
     }
     const double count = (double)(s.n * s.size);
 
-    #pragma omp parallel for num_threads(s.threads) schedule(static)
-    for (int64_t c = 0; c < s.c; c++) {
+    NNQ_PARALLEL_FOR(s.threads, c, s.c, {
         double sum_dy, sum_dy_xc;
         bn_channel_grad_sums(&s, x, dy, c, mean[c], &sum_dy, &sum_dy_xc);
         double iv = inv[c], sc = scale[c];
@@ -287,18 +285,17 @@ static nnq_status bn_backward(const nnq_op_args *a) {
             if (dmean) dmean[c] += (float)(-sc * iv * sum_dy);
             if (dvar) dvar[c] += (float)(-0.5 * sc * iv * iv * iv * sum_dy_xc);
         }
-    }
+    });
     if (dx) {
         const int64_t planes = s.n * s.c, size = s.size;
-        #pragma omp parallel for num_threads(s.threads) schedule(static)
-        for (int64_t p = 0; p < planes; p++) {
+        NNQ_PARALLEL_FOR(s.threads, p, planes, {
             int64_t ch = p % s.c;
             float a1 = k1[ch], a2 = k2[ch], a3 = k3[ch];
             const float *xp = x + p * size, *gp = dy + p * size;
             float *dp = dx + p * size;
-            #pragma omp simd
+            _Pragma("omp simd")
             for (int64_t i = 0; i < size; i++) dp[i] += gp[i] * a1 + xp[i] * a2 + a3;
-        }
+        });
     }
     free(k1);
     return NNQ_OK;

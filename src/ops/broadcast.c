@@ -1,5 +1,7 @@
 #include "ops/broadcast.h"
 
+#include "core/parallel.h"
+
 bool nnq_broadcast_shape(int ra, const int64_t *da, int rb, const int64_t *db, int *ry,
                          int64_t *dy) {
     int r = ra > rb ? ra : rb;
@@ -118,9 +120,9 @@ void nnq_bcast_run(const nnq_bcast_loop *l, nnq_bcast_kernel k, const void *ctx,
         run_range(l, k, ctx, a, a_esize, b, b_esize, y, y_esize, 0, n);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < nt; t++)
-        run_range(l, k, ctx, a, a_esize, b, b_esize, y, y_esize, n * t / nt, n * (t + 1) / nt);
+    NNQ_PARALLEL_FOR(nt, t, nt,
+                     run_range(l, k, ctx, a, a_esize, b, b_esize, y, y_esize, n * t / nt,
+                               n * (t + 1) / nt););
 }
 
 /* ---- Gradients ---- */
@@ -163,8 +165,7 @@ void nnq_bcast_grad_run(const nnq_bcast_loop *l, int wrt, nnq_bcast_grad_kernel 
         if (chunks < 1) chunks = 1;
     }
     int64_t units = kept * chunks;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
+    NNQ_PARALLEL_FOR(nt, u, units, {
         int64_t rest = u / chunks, ch = u % chunks;
         int64_t c0 = inner * ch / chunks, c1 = inner * (ch + 1) / chunks;
         int64_t oy = c0, oa = c0 * a_step, ob = c0 * b_step, og = c0 * g_step;
@@ -194,17 +195,16 @@ void nnq_bcast_grad_run(const nnq_bcast_loop *l, int wrt, nnq_bcast_grad_kernel 
             }
             if (j < 0) break;
         }
-    }
+    });
 }
 
 void nnq_grad_accumulate(float *g, const float *dy, int64_t n, int threads) {
     if (n <= 0) return;
     int nt = threads > 1 && n >= NNQ_PARALLEL_MIN_ELEMS ? threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    NNQ_PARALLEL_FOR(nt, t, nt, {
         int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
         float *gt = g + lo;
         const float *dt = dy + lo;
         NNQ_SIMD for (int64_t i = 0; i < hi - lo; i++) gt[i] += dt[i];
-    }
+    });
 }

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
@@ -68,8 +69,7 @@ static nnq_status concat_forward(const nnq_op_args *a) {
     size_t row = (size_t)(y->dims[axis] * inner) * es; /* bytes of y per outer index */
     int64_t total = nnq_tensor_numel(y);
     int nt = a->threads > 1 && total >= NNQ_PARALLEL_MIN_ELEMS && outer > 1 ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t o = 0; o < outer; o++) {
+    NNQ_PARALLEL_FOR(nt, o, outer, {
         unsigned char *dst = (unsigned char *)y->data + (size_t)o * row;
         for (int i = 0; i < a->n_in; i++) {
             const nnq_tensor *x = a->in[i];
@@ -77,7 +77,7 @@ static nnq_status concat_forward(const nnq_op_args *a) {
             if (block) memcpy(dst, (const unsigned char *)x->data + (size_t)o * block, block);
             dst += block;
         }
-    }
+    });
     return NNQ_OK;
 }
 
@@ -96,8 +96,7 @@ static nnq_status concat_backward(const nnq_op_args *a) {
     int64_t row = dy->dims[axis] * inner; /* elements of dy per outer index */
     int64_t total = nnq_tensor_numel(dy);
     int nt = a->threads > 1 && total >= NNQ_PARALLEL_MIN_ELEMS && outer > 1 ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t o = 0; o < outer; o++) {
+    NNQ_PARALLEL_FOR(nt, o, outer, {
         const float *src = nnq_f32(dy) + o * row;
         for (int i = 0; i < a->n_in; i++) {
             int64_t block = a->in[i]->dims[axis] * inner;
@@ -108,7 +107,7 @@ static nnq_status concat_backward(const nnq_op_args *a) {
             }
             src += block;
         }
-    }
+    });
     return NNQ_OK;
 }
 

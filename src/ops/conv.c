@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/gemm.h"
 #include "ops/op.h"
 #include "ops/window.h"
@@ -733,14 +734,13 @@ static void conv_depthwise(const conv_plan *p, const float *x, const float *wt,
     if (ihi < ilo) ihi = ilo;
     const int64_t taps = w->kernel[1] * w->kernel[2];
     const int64_t planes = p->n * p->m;
-    #pragma omp parallel for num_threads(p->threads) schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
+    NNQ_PARALLEL_FOR(p->threads, pl, planes, {
         int64_t n = pl / p->m, m = pl % p->m;
         int64_t c = m / p->mg; /* group m / mg holds input channel c */
         depthwise_plane(w, x + (n * p->c + c) * p->in_size, wt + m * taps,
                         bias ? bias[m] : 0.0f, ilo, ihi, y + pl * p->out_size);
         act_apply(&p->act, y + pl * p->out_size, p->out_size);
-    }
+    });
 }
 
 /* Phase planes of one input plane x (H x W) into buf (geometry gm). Only
@@ -937,14 +937,14 @@ static nnq_status conv_forward(const nnq_op_args *a) {
             }
         int64_t planes = p.n * p.c;
         if (planes < nt) nt = planes > 0 ? (int)planes : 1;
-        #pragma omp parallel num_threads(nt)
-        {
-            float *buf = (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats;
+        NNQ_PARALLEL(nt, tid, nth, {
+            float *buf = (float *)a->scratch + (size_t)tid * p.col_floats;
             dw_zero(w, &gm, buf);
-            #pragma omp for schedule(static)
-            for (int64_t pl = 0; pl < planes; pl++)
+            int64_t lo, hi;
+            nnq_static_share(planes, tid, nth, &lo, &hi);
+            for (int64_t pl = lo; pl < hi; pl++)
                 dw_planes_item(&p, &gm, offs, x, wt, bias, y, pl / p.c, pl % p.c, buf);
-        }
+        });
         return NNQ_OK;
     }
     if (p.stap) {
@@ -960,23 +960,25 @@ static nnq_status conv_forward(const nnq_op_args *a) {
             }
         if (p.stap_items < nt) nt = p.stap_items > 0 ? (int)p.stap_items : 1;
         const size_t zero = (size_t)stap_input_floats(&p);
-        #pragma omp parallel num_threads(nt)
-        {
-            float *buf = (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats;
+        NNQ_PARALLEL(nt, tid, nth, {
+            float *buf = (float *)a->scratch + (size_t)tid * p.col_floats;
             memset(buf, 0, sizeof(float) * zero);
-            #pragma omp for schedule(static)
-            for (int64_t item = 0; item < p.stap_items; item++)
+            int64_t lo, hi;
+            nnq_static_share(p.stap_items, tid, nth, &lo, &hi);
+            for (int64_t item = lo; item < hi; item++)
                 stap_item(&p, &gm, offs, x, wt, bias, y, item, buf);
-        }
+        });
         return NNQ_OK;
     }
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t item = 0; item < p.items; item++) {
-        float *col = col_bytes ? (float *)a->scratch + (size_t)omp_get_thread_num() * p.col_floats
-                               : NULL;
-        if (p.tap) conv_tap_item(&p, x, wt, bias, y, item, col);
-        else conv_item(&p, x, wt, bias, y, item, col);
-    }
+    NNQ_PARALLEL(nt, tid, nth, {
+        float *col = col_bytes ? (float *)a->scratch + (size_t)tid * p.col_floats : NULL;
+        int64_t lo, hi;
+        nnq_static_share(p.items, tid, nth, &lo, &hi);
+        for (int64_t item = lo; item < hi; item++) {
+            if (p.tap) conv_tap_item(&p, x, wt, bias, y, item, col);
+            else conv_item(&p, x, wt, bias, y, item, col);
+        }
+    });
     return NNQ_OK;
 }
 
@@ -1148,18 +1150,17 @@ static void tap_flip_weights(const conv_plan *p, const float *wt, float *wflip) 
  * threads, each summed in image order. */
 static void conv_bwd_bias(const conv_plan *p, const float *dy, float *db) {
     const int64_t size = p->out_size;
-    #pragma omp parallel for num_threads(p->max_threads) schedule(static)
-    for (int64_t m = 0; m < p->m; m++) {
+    NNQ_PARALLEL_FOR(p->max_threads, m, p->m, {
         double acc = 0;
         for (int64_t n = 0; n < p->n; n++) {
             const float *d = dy + (n * p->m + m) * size;
             float s = 0;
-            #pragma omp simd reduction(+ : s)
+            _Pragma("omp simd reduction(+ : s)")
             for (int64_t i = 0; i < size; i++) s += d[i];
             acc += s;
         }
         db[m] += (float)acc;
-    }
+    });
 }
 
 /* One depthwise plane (image n, output channel m reading input channel
@@ -1210,8 +1211,7 @@ static void depthwise_bwd_plane(const nnq_window *w, const float *x, const float
  * and no partial sums are needed. */
 static void conv_bwd_depthwise(const conv_plan *p, const conv_grads *g, float *dw) {
     const int64_t taps = p->w.kernel[1] * p->w.kernel[2];
-    #pragma omp parallel for num_threads(p->max_threads) schedule(static)
-    for (int64_t c = 0; c < p->c; c++) {
+    NNQ_PARALLEL_FOR(p->max_threads, c, p->c, {
         for (int64_t j = 0; j < p->mg; j++) {
             int64_t m = c * p->mg + j;
             for (int64_t n = 0; n < p->n; n++)
@@ -1220,7 +1220,7 @@ static void conv_bwd_depthwise(const conv_plan *p, const conv_grads *g, float *d
                                     g->dx ? g->dx + (n * p->c + c) * p->in_size : NULL,
                                     dw ? dw + m * taps : NULL);
         }
-    }
+    });
 }
 
 static nnq_status conv_backward(const nnq_op_args *a) {
@@ -1265,24 +1265,21 @@ static nnq_status conv_backward(const nnq_op_args *a) {
     }
     /* Thread 0 sums into dW itself, thread t > 0 into partial t - 1. */
     if (dw) memset(parts, 0, sizeof(float) * b.dw_floats * (size_t)(b.threads - 1));
-    #pragma omp parallel num_threads(b.threads)
-    {
-        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    NNQ_PARALLEL(b.threads, t, nt, {
         float *mine = !dw ? NULL : t == 0 ? dw : parts + (size_t)(t - 1) * b.dw_floats;
         float *col = work + (size_t)t * b.col_floats;
         for (int64_t item = b.items * t / nt; item < b.items * (t + 1) / nt; item++) {
             if (p.tap) conv_bwd_tap_item(&p, &b, &g, wflip, mine, item, col);
             else conv_bwd_item(&p, &b, &g, mine, item, col, 1);
         }
-    }
+    });
     if (dw) {
         const int64_t len = (int64_t)b.dw_floats;
-        #pragma omp parallel for num_threads(b.threads) schedule(static)
-        for (int64_t j = 0; j < len; j++) {
+        NNQ_PARALLEL_FOR(b.threads, j, len, {
             float s = dw[j];
             for (int t = 1; t < b.threads; t++) s += parts[(size_t)(t - 1) * b.dw_floats + j];
             dw[j] = s;
-        }
+        });
     }
     free(owned);
     return NNQ_OK;

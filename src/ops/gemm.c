@@ -7,6 +7,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
+
 #include "ops/op.h"
 
 void nnq_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
@@ -515,8 +517,7 @@ static nnq_status matmul_forward(const nnq_op_args *a) {
         return nnq_op_fail(a, NNQ_ERR_LIMIT, "matrix dims exceed BLAS's int range");
     /* Many small products: one per thread, each on one core. */
     int nt = nb >= threads ? threads : 1;
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
+    NNQ_PARALLEL_FOR(nt, b, nb, {
         int64_t rem = b, ao = 0, bo = 0;
         for (int i = s.batch_rank - 1; i >= 0; i--) {
             int64_t idx = rem % s.batch[i];
@@ -526,7 +527,7 @@ static nnq_status matmul_forward(const nnq_op_args *a) {
         }
         nnq_sgemm(false, false, (int)s.m, (int)s.n, (int)s.k, 1.0f, A + ao, (int)s.k, B + bo,
                   (int)s.n, 0.0f, y + b * s.m * s.n, (int)s.n, threads);
-    }
+    });
     return NNQ_OK;
 }
 

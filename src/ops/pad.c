@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/op.h"
 
 #define PARALLEL_MIN_BYTES (1 << 20)
@@ -269,11 +270,7 @@ static nnq_status pad_forward(const nnq_op_args *a) {
     const int64_t rows = out_numel / ol;
     int threads = a->threads > 1 && (size_t)out_numel * es >= PARALLEL_MIN_BYTES ? a->threads : 1;
 
-    #pragma omp parallel num_threads(threads)
-    {
-        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        pad_rows(&c, rows * t / nt, rows * (t + 1) / nt);
-    }
+    NNQ_PARALLEL(threads, t, nt, pad_rows(&c, rows * t / nt, rows * (t + 1) / nt););
     return NNQ_OK;
 }
 
@@ -367,11 +364,8 @@ static nnq_status pad_backward(const nnq_op_args *a) {
     if (ps.mode == MODE_CONSTANT) {
         if (dx) {
             int threads = a->threads > 1 && (size_t)out_numel * 4 >= PARALLEL_MIN_BYTES ? a->threads : 1;
-            #pragma omp parallel num_threads(threads)
-            {
-                int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-                pad_bwd_rows(&c, dy, dx, rows * t / nt, rows * (t + 1) / nt, NULL);
-            }
+            NNQ_PARALLEL(threads, t, nt,
+                         pad_bwd_rows(&c, dy, dx, rows * t / nt, rows * (t + 1) / nt, NULL););
         }
         if (dcv) pad_bwd_rows(&c, dy, NULL, 0, rows, &csum);
     } else {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/op.h"
 #include "ops/window.h"
 
@@ -260,8 +261,7 @@ static nnq_status maxpool_forward(const nnq_op_args *a) {
     const char *xs = x->data;
     char *ys = a->out[0]->data;
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
+    NNQ_PARALLEL_FOR(threads, p, planes, {
         const void *xp = xs + (size_t)(p * in_size) * es;
         void *yp = ys + (size_t)(p * out_size) * es;
         int64_t *ip = idx ? idx + p * out_size : NULL;
@@ -284,7 +284,7 @@ static nnq_status maxpool_forward(const nnq_op_args *a) {
         /* indices are flat over the whole tensor (N, C, spatial) */
         for (int64_t o = 0; o < out_size; o++)
             if (ip[o] >= 0) ip[o] += p * in_size;
-    }
+    });
     return NNQ_OK;
 }
 
@@ -343,9 +343,8 @@ static nnq_status maxpool_backward(const nnq_op_args *a) {
     int threads = pool_threads(a, planes * out_size * w.kernel[0] * w.kernel[1] * w.kernel[2]);
     const float *xs = nnq_f32(x);
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++)
-        maxpool_bwd_plane(&w, xs + p * in_size, dy + p * out_size, dx + p * in_size);
+    NNQ_PARALLEL_FOR(threads, p, planes,
+                     maxpool_bwd_plane(&w, xs + p * in_size, dy + p * out_size, dx + p * in_size););
     return NNQ_OK;
 }
 
@@ -419,11 +418,10 @@ static nnq_status avgpool_forward(const nnq_op_args *a) {
     const float *xs = nnq_f32(x);
     float *ys = nnq_f32(a->out[0]);
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
+    NNQ_PARALLEL_FOR(threads, p, planes, {
         if (two_d) avgpool_plane_2d(&w, xs + p * in_size, ys + p * out_size, include_pad);
         else avgpool_plane(&w, xs + p * in_size, ys + p * out_size, include_pad, false, NULL, NULL);
-    }
+    });
     return NNQ_OK;
 }
 
@@ -443,9 +441,9 @@ static nnq_status avgpool_backward(const nnq_op_args *a) {
     bool include_pad = nnq_node_attr_int(a->node, "count_include_pad", 0) != 0;
     int threads = pool_threads(a, planes * out_size * w.kernel[0] * w.kernel[1] * w.kernel[2]);
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++)
-        avgpool_plane(&w, NULL, NULL, include_pad, true, dy + p * out_size, dx + p * in_size);
+    NNQ_PARALLEL_FOR(threads, p, planes,
+                     avgpool_plane(&w, NULL, NULL, include_pad, true, dy + p * out_size,
+                                   dx + p * in_size););
     return NNQ_OK;
 }
 
@@ -488,14 +486,13 @@ static nnq_status gap_forward(const nnq_op_args *a) {
     float *y = nnq_f32(a->out[0]);
     int threads = pool_threads(a, planes * size);
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
+    NNQ_PARALLEL_FOR(threads, p, planes, {
         const float *xp = xs + p * size;
         float sum = 0;
-        #pragma omp simd reduction(+ : sum)
+        _Pragma("omp simd reduction(+ : sum)")
         for (int64_t i = 0; i < size; i++) sum += xp[i];
         y[p] = size > 0 ? sum / (float)size : 0.0f;
-    }
+    });
     return NNQ_OK;
 }
 
@@ -513,12 +510,11 @@ static nnq_status gap_backward(const nnq_op_args *a) {
     int threads = pool_threads(a, planes * size);
     if (size <= 0) return NNQ_OK;
 
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
+    NNQ_PARALLEL_FOR(threads, p, planes, {
         float g = dy[p] / (float)size, *dp = dx + p * size;
-        #pragma omp simd
+        _Pragma("omp simd")
         for (int64_t i = 0; i < size; i++) dp[i] += g;
-    }
+    });
     return NNQ_OK;
 }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "core/qmath.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
@@ -152,8 +153,7 @@ static nnq_status quantize_forward(const nnq_op_args *a) {
     void *y = a->out[0]->data;
     const bool is_signed = a->out[0]->dtype == NNQ_DT_INT8;
     int nt = q_threads(a, nnq_tensor_numel(a->in[0]));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t k = 0; k < l.units; k++) {
+    NNQ_PARALLEL_FOR(nt, k, l.units, {
         int64_t c, j0, j1, len;
         q_unit(&l, k, &c, &j0, &j1);
         const float s = scale[c];
@@ -165,7 +165,7 @@ static nnq_status quantize_forward(const nnq_op_args *a) {
             if (is_signed) quantize_run_i8(x + off, (int8_t *)y + off, len, s, zc);
             else quantize_run_u8(x + off, (uint8_t *)y + off, len, s, zc);
         }
-    }
+    });
     return NNQ_OK;
 }
 
@@ -210,8 +210,7 @@ static nnq_status dequantize_forward(const nnq_op_args *a) {
     float *y = nnq_f32(a->out[0]);
     const nnq_dtype dt = xt->dtype;
     int nt = q_threads(a, nnq_tensor_numel(xt));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t k = 0; k < l.units; k++) {
+    NNQ_PARALLEL_FOR(nt, k, l.units, {
         int64_t c, j0, j1, len;
         q_unit(&l, k, &c, &j0, &j1);
         const float s = scale[c];
@@ -224,7 +223,7 @@ static nnq_status dequantize_forward(const nnq_op_args *a) {
                 dequantize_run_i8((const int8_t *)xt->data + off, y + off, len, s, (int32_t)zc);
             else dequantize_run_i32((const int32_t *)xt->data + off, y + off, len, s, zc);
         }
-    }
+    });
     return NNQ_OK;
 }
 
@@ -482,8 +481,7 @@ static nnq_status fq_forward(const nnq_op_args *a) {
     NNQ_TRY(fq_check_params(a, &p));
     const float *scale = nnq_f32(a->in[1]), *zp = nnq_f32(a->in[2]);
     int nt = q_threads(a, n);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t k = 0; k < l.units; k++) {
+    NNQ_PARALLEL_FOR(nt, k, l.units, {
         int64_t c, j0, j1, len;
         q_unit(&l, k, &c, &j0, &j1);
         for (int64_t j = j0; j < j1; j += len) {
@@ -495,7 +493,7 @@ static nnq_status fq_forward(const nnq_op_args *a) {
                 fq_run_f(x + off, y + off, len, scale[c], (float)z, (float)p.qmin,
                          (float)p.qmax);
         }
-    }
+    });
     return NNQ_OK;
 }
 
@@ -525,8 +523,7 @@ static nnq_status fq_backward(const nnq_op_args *a) {
     }
     const float *x = nnq_f32(a->in[0]), *scale = nnq_f32(a->in[1]), *zp = nnq_f32(a->in[2]);
     int nt = q_threads(a, n);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t k = 0; k < l.units; k++) {
+    NNQ_PARALLEL_FOR(nt, k, l.units, {
         int64_t c, j0, j1, len;
         fq_sums t = {0, 0, 0};
         q_unit(&l, k, &c, &j0, &j1);
@@ -542,7 +539,7 @@ static nnq_status fq_backward(const nnq_op_args *a) {
                           (float)p.qmax, &t);
         }
         if (sums) sums[k] = t;
-    }
+    });
     /* Per channel, its units' sums in order: the same for any thread count. */
     for (int64_t c = 0; sums && c < l.channels; c++) {
         fq_sums t = {0, 0, 0};

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
@@ -153,8 +154,7 @@ static nnq_status reduce_mean_forward(const nnq_op_args *a) {
         /* (K, R): K independent row means */
         int64_t rows = m == 2 ? md[0] : 1, len = md[m - 1];
         int nt = a->threads > 1 && n_in >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int64_t k = 0; k < rows; k++) y[k] = row_sum(x + k * len, len) / (float)count;
+        NNQ_PARALLEL_FOR(nt, k, rows, y[k] = row_sum(x + k * len, len) / (float)count;);
         return NNQ_OK;
     }
     memset(y, 0, (size_t)n_out * sizeof(float));
@@ -194,8 +194,7 @@ static nnq_status reduce_mean_backward(const nnq_op_args *a) {
     int64_t inner = md[m - 1], rows = n_in / inner;
     const bool inner_reduced = mr[m - 1];
     int nt = a->threads > 1 && n_in >= NNQ_PARALLEL_MIN_ELEMS && rows > 1 ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    NNQ_PARALLEL_FOR(nt, t, nt, {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
         int64_t idx[NNQ_MAX_RANK], ox = 0, oy = 0, rest = r0;
         for (int d = m - 2; d >= 0; d--) {
@@ -222,7 +221,7 @@ static nnq_status reduce_mean_backward(const nnq_op_args *a) {
                 idx[d] = 0;
             }
         }
-    }
+    });
     return NNQ_OK;
 }
 

@@ -9,6 +9,7 @@
  * walks the same (outer, len, inner) views with the same tiling. */
 #include <math.h>
 
+#include "core/parallel.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
@@ -89,14 +90,13 @@ static nnq_status softmax_forward(const nnq_op_args *a) {
     if (outer <= 0 || len <= 0 || inner <= 0) return NNQ_OK;
     int64_t tiles = (inner + TILE - 1) / TILE, units = outer * tiles;
     int nt = a->threads > 1 && outer * len * inner >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
+    NNQ_PARALLEL_FOR(nt, u, units, {
         int64_t o = u / tiles, c0 = (u % tiles) * TILE;
         const float *xb = x + o * len * inner + c0;
         float *yb = y + o * len * inner + c0;
         if (inner == 1) softmax_row(xb, yb, len);
         else softmax_cols(xb, yb, len, inner, inner - c0 < TILE ? inner - c0 : TILE);
-    }
+    });
     return NNQ_OK;
 }
 
@@ -132,13 +132,12 @@ static nnq_status softmax_backward(const nnq_op_args *a) {
     float *dx = nnq_f32(dxt);                                /* same */
     int64_t tiles = (inner + TILE - 1) / TILE, units = outer * tiles;
     int nt = a->threads > 1 && outer * len * inner >= NNQ_PARALLEL_MIN_ELEMS ? a->threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
+    NNQ_PARALLEL_FOR(nt, u, units, {
         int64_t o = u / tiles, c0 = (u % tiles) * TILE, off = o * len * inner + c0;
         if (inner == 1) softmax_grad_row(y + off, dy + off, dx + off, len);
         else softmax_grad_cols(y + off, dy + off, dx + off, len, inner,
                                inner - c0 < TILE ? inner - c0 : TILE);
-    }
+    });
     return NNQ_OK;
 }
 

@@ -9,6 +9,7 @@
  * same walk with the inverse permutation, adding instead of copying. */
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/broadcast.h"
 #include "ops/op.h"
 
@@ -153,8 +154,7 @@ static void transpose_run(const void *src_data, int r, const int64_t *dims, cons
     int nt = threads > 1 && total >= NNQ_PARALLEL_MIN_ELEMS ? threads : 1;
     const unsigned char *src = src_data;
     unsigned char *dst = dst_data;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t u = 0; u < units; u++) {
+    NNQ_PARALLEL_FOR(nt, u, units, {
         int64_t rest = u / row_tiles, r0 = (u % row_tiles) * TILE;
         int64_t oi = 0, oo = 0;
         for (int k = no - 1; k >= 0; k--) {
@@ -175,7 +175,7 @@ static void transpose_run(const void *src_data, int r, const int64_t *dims, cons
             tile(src + (size_t)(oi + r0 + c0 * p.is[m - 1]) * es,
                  dst + (size_t)(oo + r0 * os[q] + c0) * es, nr, nc, p.is[m - 1], os[q]);
         }
-    }
+    });
 }
 
 static nnq_status transpose_forward(const nnq_op_args *a) {
