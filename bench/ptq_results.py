@@ -135,7 +135,8 @@ def targets(rows):
     out.append("- W4A8 AdaRound against nearest rounding: " + ", ".join(parts) + ". Nearest "
                "rounding with output-aware MSE ranges is already close to FP32 on these models, "
                "which bounds what AdaRound can add at 4 bits; docs/ptq.md measures the gap where "
-               "nearest rounding loses more (3-bit weights).")
+               "nearest rounding loses more: with 3-bit weights AdaRound is 6.0–10.3 points above "
+               "nearest rounding.")
     return out
 
 

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "core/parallel.h"
-
 #include "ops/op.h"
 
 void nnq_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
