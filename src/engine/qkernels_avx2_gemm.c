@@ -252,7 +252,7 @@ void nnq_avx2_gemm_drive(const nnq_qconv *c, const gemm_geom *g, const uint8_t *
             rest /= pblocks;
             const int64_t gr = rest % c->groups, n = rest / c->groups;
             const int64_t p0 = pb * nb, cnt = P - p0 < nb ? P - p0 : nb;
-            (g->panel ? g->panel : nnq_avx2_gemm_panel)(&t, n, gr, p0, cnt);
+            g->panel(&t, n, gr, p0, cnt);
             tiles(&t, n, gr, p0, cnt, ch * g->ob / chunks, (ch + 1) * g->ob / chunks);
         }
     });

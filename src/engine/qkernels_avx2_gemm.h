@@ -16,9 +16,14 @@ struct gemm_item;
 /* Pixels [p0, p0 + cnt) of image n, group gr -> the item's panel. */
 typedef void (*gemm_panel_fn)(const struct gemm_item *t, int64_t n, int64_t gr, int64_t p0,
                               int64_t cnt);
+/* The general panel (qkernels_avx2_panel.c), for any geometry: per tile of
+ * NR pixels, per step of K, two vectors (madd16: int16 pairs; maddubs:
+ * uint8 quads), pixels 0-7 then 8-15. */
+void nnq_avx2_gemm_panel(const struct gemm_item *t, int64_t n, int64_t gr, int64_t p0,
+                         int64_t cnt);
 
 typedef struct gemm_geom {
-    gemm_panel_fn panel; /* NULL: nnq_avx2_gemm_panel */
+    gemm_panel_fn panel; /* builds a work item's panel */
     bool wide;          /* madd16 path (8-bit weights) */
     bool nibbles;       /* weights stored as nibbles (<= 4 bits) */
     int64_t step;       /* K per panel vector: 2 (pairs) or 4 (quads) */
@@ -30,7 +35,7 @@ typedef struct gemm_geom {
 
 static inline gemm_geom gemm_geometry(const nnq_qconv *c) {
     gemm_geom g;
-    g.panel = NULL;
+    g.panel = nnq_avx2_gemm_panel;
     g.wide = c->w_bits == 8;
     g.nibbles = c->w_bits <= 4;
     g.step = g.wide ? 2 : 4;
@@ -78,11 +83,6 @@ typedef struct gemm_item {
     int64_t *org; /* tile origins (oy, ox) */
     int8_t *wbuf; /* unpacked nibble block */
 } gemm_item;
-
-/* Pixels [p0, p0 + cnt) of image n, group gr -> t->panel: per tile of NR
- * pixels, per step of K, two vectors (madd16: int16 pairs; maddubs: uint8
- * quads), pixels 0-7 then 8-15. */
-void nnq_avx2_gemm_panel(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, int64_t cnt);
 
 /* Blocking for geometry g and the shape set by reshape: c->thread_bytes and
  * c->plan (pixels per work item, pixel blocks, channel chunks). */

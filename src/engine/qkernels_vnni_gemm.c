@@ -21,22 +21,14 @@
 
 #define MRV 8 /* output channels per block */
 
-/* 16 pixels of the rows k0..k0+3 (a zero row past K) as the panel's quads:
- * pixel p's 4 bytes at 4p. a, b, e, f: the rows' bytes, pixels in order;
- * in a zmm, each 128-bit lane a tile of its own. */
-#define QUADS16(T, a, b, e, f, r0, r1, r2, r3)                                                \
-    do {                                                                                      \
-        const T ab0 = UNPACKLO8(a, b), ef0 = UNPACKLO8(e, f);                                 \
-        const T ab1 = UNPACKHI8(a, b), ef1 = UNPACKHI8(e, f);                                 \
-        r0 = UNPACKLO16(ab0, ef0), r1 = UNPACKHI16(ab0, ef0); /* pixels 0-3, 4-7 */           \
-        r2 = UNPACKLO16(ab1, ef1), r3 = UNPACKHI16(ab1, ef1); /* pixels 8-11, 12-15 */        \
-    } while (0)
-
 /* The panel of a 1x1, stride 1, unpadded convolution (gemm_direct_input):
- * the input planes are the im2col rows. Four whole tiles (64 pixels) per
- * quad and step: four 64-byte loads, the byte and word interleaves (each
- * 128-bit lane one tile), a 4x4 transpose of lanes, four stores; the last
- * tiles one at a time with masked loads, which read nothing past cnt. */
+ * the input planes are the im2col rows. Per quad of K, four whole tiles
+ * (64 pixels) at once: four 64-byte row loads, the byte and word
+ * interleaves, which work within 128-bit lanes and so leave tile l's quads
+ * in lane l of r0..r3, then a 4x4 transpose of lanes gives each tile its 64
+ * bytes. The last tiles go one at a time in xmm, with masked loads (zeros
+ * past cnt); on 4x4 maps that is every tile, and the zmm path there cost
+ * a third more. A row past K reads as zeros. */
 static void vnni_panel_direct(const gemm_item *t, int64_t n, int64_t gr, int64_t p0, int64_t cnt) {
     const nnq_qconv *c = t->c;
     const int64_t P = c->oh * c->ow, nq = t->g.kp / 4, ntiles = (cnt + NR - 1) / NR;
@@ -45,19 +37,19 @@ static void vnni_panel_direct(const gemm_item *t, int64_t n, int64_t gr, int64_t
         const uint8_t *row[4];
         for (int64_t i = 0; i < 4; i++) row[i] = 4 * q + i < c->K ? img + (4 * q + i) * P : NULL;
         if (q + 1 < nq) /* the next quad's rows: many streams for the prefetcher */
-            for (int64_t i = 4; i < 8 && 4 * q + i < c->K; i++)
-                for (int64_t b = 0; b < cnt; b += 64) _mm_prefetch((const char *)(img + (4 * q + i) * P + b), _MM_HINT_T0);
+            for (int64_t k = 4 * q + 4; k < 4 * q + 8 && k < c->K; k++)
+                for (int64_t b = 0; b < cnt; b += 64)
+                    _mm_prefetch((const char *)(img + k * P + b), _MM_HINT_T0);
         int64_t tile = 0;
-#define UNPACKLO8 _mm512_unpacklo_epi8
-#define UNPACKHI8 _mm512_unpackhi_epi8
-#define UNPACKLO16 _mm512_unpacklo_epi16
-#define UNPACKHI16 _mm512_unpackhi_epi16
         for (; (tile + 4) * NR <= cnt; tile += 4) {
-            __m512i v[4], r0, r1, r2, r3;
+            __m512i v[4];
             for (int i = 0; i < 4; i++)
                 v[i] = row[i] ? _mm512_loadu_si512((const void *)(row[i] + tile * NR))
                               : _mm512_setzero_si512();
-            QUADS16(__m512i, v[0], v[1], v[2], v[3], r0, r1, r2, r3);
+            const __m512i ab0 = _mm512_unpacklo_epi8(v[0], v[1]), ef0 = _mm512_unpacklo_epi8(v[2], v[3]);
+            const __m512i ab1 = _mm512_unpackhi_epi8(v[0], v[1]), ef1 = _mm512_unpackhi_epi8(v[2], v[3]);
+            const __m512i r0 = _mm512_unpacklo_epi16(ab0, ef0), r1 = _mm512_unpackhi_epi16(ab0, ef0);
+            const __m512i r2 = _mm512_unpacklo_epi16(ab1, ef1), r3 = _mm512_unpackhi_epi16(ab1, ef1);
             const __m512i t0 = _mm512_shuffle_i64x2(r0, r1, 0x44), t1 = _mm512_shuffle_i64x2(r0, r1, 0xEE);
             const __m512i t2 = _mm512_shuffle_i64x2(r2, r3, 0x44), t3 = _mm512_shuffle_i64x2(r2, r3, 0xEE);
             uint8_t *dst = t->panel + (tile * nq + q) * 64;
@@ -66,37 +58,26 @@ static void vnni_panel_direct(const gemm_item *t, int64_t n, int64_t gr, int64_t
             _mm512_storeu_si512((void *)(dst + 2 * nq * 64), _mm512_shuffle_i64x2(t1, t3, 0x88));
             _mm512_storeu_si512((void *)(dst + 3 * nq * 64), _mm512_shuffle_i64x2(t1, t3, 0xDD));
         }
-#undef UNPACKLO8
-#undef UNPACKHI8
-#undef UNPACKLO16
-#undef UNPACKHI16
-#define UNPACKLO8 _mm_unpacklo_epi8
-#define UNPACKHI8 _mm_unpackhi_epi8
-#define UNPACKLO16 _mm_unpacklo_epi16
-#define UNPACKHI16 _mm_unpackhi_epi16
         for (; tile < ntiles; tile++) {
             const int64_t npx = cnt - tile * NR < NR ? cnt - tile * NR : NR;
             const __mmask16 m = (__mmask16)((1u << npx) - 1);
-            __m128i v[4], r0, r1, r2, r3;
+            __m128i v[4];
             for (int i = 0; i < 4; i++)
                 v[i] = row[i] ? _mm_maskz_loadu_epi8(m, row[i] + tile * NR) : _mm_setzero_si128();
-            QUADS16(__m128i, v[0], v[1], v[2], v[3], r0, r1, r2, r3);
+            const __m128i ab0 = _mm_unpacklo_epi8(v[0], v[1]), ef0 = _mm_unpacklo_epi8(v[2], v[3]);
+            const __m128i ab1 = _mm_unpackhi_epi8(v[0], v[1]), ef1 = _mm_unpackhi_epi8(v[2], v[3]);
             uint8_t *dst = t->panel + (tile * nq + q) * 64;
-            _mm_storeu_si128((__m128i *)dst, r0);
-            _mm_storeu_si128((__m128i *)(dst + 16), r1);
-            _mm_storeu_si128((__m128i *)(dst + 32), r2);
-            _mm_storeu_si128((__m128i *)(dst + 48), r3);
+            _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(ab0, ef0));
+            _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(ab0, ef0));
+            _mm_storeu_si128((__m128i *)(dst + 32), _mm_unpacklo_epi16(ab1, ef1));
+            _mm_storeu_si128((__m128i *)(dst + 48), _mm_unpackhi_epi16(ab1, ef1));
         }
-#undef UNPACKLO8
-#undef UNPACKHI8
-#undef UNPACKLO16
-#undef UNPACKHI16
     }
 }
 
 static gemm_geom vnni_geometry(const nnq_qconv *c) {
     gemm_geom g;
-    g.panel = gemm_direct_input(c) ? vnni_panel_direct : NULL;
+    g.panel = gemm_direct_input(c) ? vnni_panel_direct : nnq_avx2_gemm_panel;
     g.wide = false; /* uint8 quads in the panel */
     g.nibbles = false;
     g.step = 4;
