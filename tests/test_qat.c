@@ -192,9 +192,9 @@ static float int_of(float w, float s, const nnq_quantizer *q) {
     return nnq_quantize_f(w, s, 0.0f, (float)q->qmin, (float)q->qmax);
 }
 
-static void test_bn_export(void) {
+static void test_bn_export(int bits) {
     nnq_graph *model = tiny();
-    nnq_qat_options o = options(NNQ_QAT_LSQ, true, 4);
+    nnq_qat_options o = options(NNQ_QAT_LSQ, true, bits);
     nnq_qat *qa = NULL;
     CHECK_OK(nnq_qat_create(model, &train_set, &o, &qa));
     if (!qa) {
@@ -238,9 +238,13 @@ static void test_bn_export(void) {
     int agree = 0;
     for (int i = 0; t_logits && s_logits && i < 200; i++)
         agree += argmax10(t_logits + 10 * i) == argmax10(s_logits + 10 * i);
-    fprintf(stderr, "bn export: %d/200 predictions agree with training\n", agree);
-    CHECK(agree >= 190);
-    CHECK(t_logits && s_logits && check_nmse(s_logits, t_logits, 2000) < 1e-2);
+    fprintf(stderr, "bn export W%dA%d: %d/200 predictions agree with training, nmse %.3g\n",
+            bits, bits, agree, t_logits && s_logits ? check_nmse(s_logits, t_logits, 2000) : -1.0);
+    /* The shift after each kept BN carries the int32 rounding of the folded
+     * bias: the same function up to float rounding (without it, 4 bits
+     * differ by an nmse of ~1e-4 and 2 bits by ~2e-3, 161/200 agreeing). */
+    CHECK(agree >= 199);
+    CHECK(t_logits && s_logits && check_nmse(s_logits, t_logits, 2000) < 1e-6);
     /* The QDQ model computes what the exported simulation computes. */
     nnq_graph *qdq = NULL, *back = NULL;
     CHECK_OK(nnq_qsim_to_qdq(qa->sim, &qdq));
@@ -252,7 +256,9 @@ static void test_bn_export(void) {
     for (int i = 0; q_logits && s_logits && i < 200; i++)
         CHECK(argmax10(q_logits + 10 * i) == argmax10(s_logits + 10 * i));
     /* A negative gamma flips the integers; q = qmin cannot flip (-qmin is
-     * past qmax on a signed grid) and is clamped and counted. */
+     * past qmax on a signed grid) and is clamped and counted (4 bits: fewer
+     * leave the trained weights at qmin). */
+    if (bits != 4) goto done;
     const nnq_qat_bn *b = &qa->bn[0];
     const nnq_qsim_layer *L = &qa->sim->layers[b->layer];
     const nnq_qsim_quant *wq = &qa->sim->quant[L->weight_q];
@@ -270,6 +276,7 @@ static void test_bn_export(void) {
     for (int64_t i = 2; i < per; i++)
         CHECK(int_of(ws[i], wq->q.scale[0], &wq->q) ==
               -int_of(w[i], s0, &wq->q));
+done:
     free((void *)t_logits);
     free((void *)s_logits);
     free(q_logits);
@@ -514,7 +521,9 @@ int main(void) {
     CHECK_OK(nnq_dataset_fashion_mnist(NNQ_SPLIT_TEST, 500, &test_set));
     if (train_set.n == 0 || test_set.n == 0) return check_finish("test_qat");
     test_method_graphs();
-    test_bn_export();
+    test_bn_export(4);
+    test_bn_export(3);
+    test_bn_export(2);
     test_fixture_improves();
     test_ste_ranges();
     test_resume();

@@ -44,6 +44,15 @@ static inline float nnq_round_half_even(float v) {
     return t - magic;
 }
 
+/* A bias on its 32-bit grid of step s (s_x s_w): round(x / s) in double,
+ * half to even, saturated to int32; NaN gives 0. Returned as a double
+ * holding the integer. */
+static inline double nnq_quantize_bias(double x, double s) {
+    double v = nearbyint(x / s);
+    if (v != v) return 0.0;
+    return v < (double)INT32_MIN ? (double)INT32_MIN : (v > (double)INT32_MAX ? (double)INT32_MAX : v);
+}
+
 /* x / s rounded and offset by z, clamped to [qmin, qmax], as a float
  * holding an integer (exact for any 2..16-bit grid). */
 static inline float nnq_quantize_f(float x, float s, float z, float qmin, float qmax) {

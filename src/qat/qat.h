@@ -22,11 +22,11 @@
  *                statistics in training), its layer holding the unfolded
  *                weights with scales s / |gamma / sqrt(var + eps)| (the
  *                same integers as the sim's); export folds it into the
- *                per-channel scale. The folded bias then lands on its int32
- *                grid of step s_x s_w, a rounding the BN shift did not have
- *                in training (at 4 bits that step can be a good fraction of
- *                an activation step): the exported top-1 is close to, not
- *                equal to, the trained one.
+ *                per-channel scale. The folded bias lands on its int32
+ *                grid of step s_x s_w; a per-channel constant after BN,
+ *                recomputed after every step from the running statistics,
+ *                adds that rounding to g, so with BN in inference mode g
+ *                computes what the export does.
  *
  * Methods (the FakeQuant op of ops/quantize.c carries forward and backward):
  *   ste   scale and zero point fixed at their initial values, or (ema > 0)
@@ -117,6 +117,8 @@ typedef struct nnq_qat_bn {
     int layer;
     int conv_out;               /* value in g: the layer's own output, BN's input */
     int scale, bias, mean, var; /* BN initializers in g */
+    int shift;                  /* initializer in g added to BN's output: the
+                                   folded bias's int32 rounding (qat_export.c) */
     float eps;
 } nnq_qat_bn;
 
@@ -182,5 +184,8 @@ nnq_status nnq_qat_init_ranges(nnq_qat *q, const nnq_dataset *calib);   /* qat_i
 nnq_status nnq_qat_build_graph(nnq_qat *q);                            /* qat_prepare.c */
 /* Bias scales in g from g's current input and weight scales (s_x s_w). */
 void nnq_qat_sync_bias(nnq_qat *q);                                    /* qat_prepare.c */
+/* Each kept BN's shift in g: the int32 rounding of its folded bias, from
+ * g's current parameters, scales and running statistics. */
+void nnq_qat_sync_bn_shift(nnq_qat *q);                                /* qat_export.c */
 
 #endif

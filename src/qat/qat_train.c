@@ -28,6 +28,9 @@ static nnq_status hook_setup(void *user, nnq_graph *g, nnq_params *ps) {
         if (sim->layers[i].bias >= 0)
             NNQ_TRY(nnq_params_add(ps, sim->layers[i].bias, NNQ_GROUP_NO_DECAY));
     }
+    /* Shifts follow the parameters and running statistics: a resumed run
+     * needs them as they were. */
+    for (int k = 0; k < qa->n_bn; k++) NNQ_TRY(nnq_params_add_state(ps, qa->bn[k].shift));
     /* Offsets move in grid units, z = -beta / s: LSQ+'s beta learned at the
      * quantizer rate is z learned at that rate over s (the mean initial
      * step size of the learned offsets' quantizers). */
@@ -132,6 +135,7 @@ static nnq_status hook_after_step(void *user, nnq_params *ps, const nnq_autograd
         if (t->ema_lo >= 0) NNQ_TRY(update_ema(qa, i, ag));
     }
     nnq_qat_sync_bias(qa);
+    nnq_qat_sync_bn_shift(qa);
     return NNQ_OK;
 }
 
@@ -187,6 +191,12 @@ nnq_status nnq_qat_bn_reestimate(nnq_qat *qa, const nnq_dataset *d, int64_t n, i
     if (s == NNQ_OK) s = nnq_params_init(&ps, g);
     if (s != NNQ_OK) goto done;
     s = nnq_autograd_create(g, &ps, qa->opt.threads, &ag);
+    /* The shifts depend on the statistics being replaced: without them the
+     * new statistics depend on the parameters alone. Set again below. */
+    for (int j = 0; j < qa->n_bn; j++) {
+        nnq_tensor *e = &g->values[qa->bn[j].shift].t;
+        memset(e->data, 0, sizeof(float) * (size_t)nnq_tensor_numel(e));
+    }
     /* Batch k (from 0) enters with weight 1/(k+1): a cumulative average. */
     int64_t k = 0;
     for (int64_t start = 0; start < n && s == NNQ_OK; start += batch, k++) {
@@ -200,6 +210,7 @@ nnq_status nnq_qat_bn_reestimate(nnq_qat *qa, const nnq_dataset *d, int64_t n, i
         nnq_status r = nnq_node_set_float(&g->nodes[nodes[j]], "momentum", momentum[j]);
         if (s == NNQ_OK) s = r;
     }
+    nnq_qat_sync_bn_shift(qa);
     nnq_autograd_free(ag);
     nnq_params_free(&ps);
 done:

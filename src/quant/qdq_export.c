@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/qmath.h"
 #include "core/str.h"
 
 #define QDQ_MIN_OPSET 13
@@ -123,9 +124,7 @@ static nnq_status export_param(const nnq_qsim *s, nnq_graph *g, int qi) {
     }
     if (bias) {
         for (int64_t i = 0; i < numel; i++) {
-            double v = nearbyint((double)nnq_f32(x)[i] / (double)q->q.scale[q->q.n > 1 ? i : 0]);
-            if (v != v) v = 0;
-            tmp[i] = v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : (int32_t)v);
+            tmp[i] = (int32_t)nnq_quantize_bias(nnq_f32(x)[i], q->q.scale[q->q.n > 1 ? i : 0]);
         }
     } else {
         int64_t outer = 1, inner = 1;

@@ -570,10 +570,7 @@ static void refresh_constant(nnq_qsim *s, const nnq_qsim_quant *q) {
         float *y = nnq_f32(out);
         for (int64_t i = 0; i < numel; i++) {
             const double sc = q->q.scale[q->q.n > 1 ? i : 0];
-            double v = nearbyint((double)x[i] / sc);
-            if (v != v) v = 0;
-            v = v < (double)INT32_MIN ? (double)INT32_MIN : (v > (double)INT32_MAX ? (double)INT32_MAX : v);
-            y[i] = (float)(v * sc);
+            y[i] = (float)(nnq_quantize_bias(x[i], sc) * sc);
         }
         return;
     }
