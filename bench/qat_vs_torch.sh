@@ -15,9 +15,10 @@
 # "## QAT training throughput and memory (issue 5)" section.
 #
 # Knobs (environment): NNQ_QAT_MODELS ("mnv2s resnets"), NNQ_QAT_WIDTHS ("4"),
-# NNQ_QAT_METHODS ("ste lsq lsq+"), NNQ_QAT_INITS ("paper mse": nnq runs each recipe
-# from the method's paper init -- ste from PTQ ranges -- and from --init mse, nnq's
-# default), NNQ_QAT_EPOCHS (1), NNQ_QAT_TRAIN_LIMIT (3072),
+# NNQ_QAT_METHODS ("ste lsq lsq+"), NNQ_QAT_INITS ("paper mse minmax": nnq runs each
+# recipe from the method's paper init -- ste from PTQ ranges --, from --init mse, nnq's
+# default, and from --init minmax, the start PyTorch's observers give; the table ends
+# with a verdict per configuration for each), NNQ_QAT_EPOCHS (1), NNQ_QAT_TRAIN_LIMIT (3072),
 # NNQ_QAT_TEST_LIMIT (2000; 0 = all 10000), NNQ_QAT_SPEED_IMAGES (1024),
 # NNQ_QAT_SPEED_THREADS ("1 2"; empty: skip), NNQ_QAT_ACCURACY (1; 0: skip),
 # NNQ_QAT_OUT (docs/results.md, "-" to only print), NNQ_QAT_BENCH (BENCHMARKS.md),
@@ -31,7 +32,7 @@ NNQ=${1:-$ROOT/build/nnq}
 MODELS=${NNQ_QAT_MODELS:-"mnv2s resnets"}
 WIDTHS=${NNQ_QAT_WIDTHS:-"4"}
 METHODS=${NNQ_QAT_METHODS:-"ste lsq lsq+"}
-INITS=${NNQ_QAT_INITS:-"paper mse"}
+INITS=${NNQ_QAT_INITS:-"paper mse minmax"}
 EPOCHS=${NNQ_QAT_EPOCHS:-1}
 TRAIN_LIMIT=${NNQ_QAT_TRAIN_LIMIT:-3072}
 TEST_LIMIT=${NNQ_QAT_TEST_LIMIT:-2000}
@@ -184,15 +185,18 @@ n_test = "all 10000" if env["TEST_LIMIT"] == "0" else f"the first {env['TEST_LIM
 if env["ACCURACY"] == "1":
     torch = {(r["model"], r["wbits"], r["method"]): r for r in jl(env["TORCH_RESULTS"])}
     rows, wins, compared = [], 0, 0
+    by_init = {}  # (model, width, method) -> {init: nnq - PyTorch}
     models = env["MODELS"].split()
     methods = env["METHODS"].split()
+
+    INIT_ORDER = {"lsq": 0, "mse": 1, "minmax": 2}
 
     def order(r):
         o = r["options"].split()
         return (models.index(r["model"]) if r["model"] in models else 99,
                 -int(o[o.index("--wbits") + 1]),
                 methods.index(o[o.index("--method") + 1]) if o[o.index("--method") + 1] in methods
-                else 99, o[o.index("--init") + 1] != "lsq")
+                else 99, INIT_ORDER.get(o[o.index("--init") + 1], 99))
 
     for r in sorted(jl(env["NNQ_RESULTS"]), key=order):
         rep = r.get("report")
@@ -209,6 +213,7 @@ if env["ACCURACY"] == "1":
         if diff is not None:
             compared += 1
             wins += diff >= -1e-9
+            by_init.setdefault((r["model"], b, meth), {})[init] = diff
         rows.append("| {} | W{}A{} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["model"], b, b, meth, init, pct(rep["float_top1"] if rep else None),
             pct(t["fp32_top1"] if t else None),
@@ -216,6 +221,28 @@ if env["ACCURACY"] == "1":
             pct(t["start_top1"] if t else None), pct(t["top1"] if t else None))
             + (" – |" if diff is None else f" {diff:+.2f} |"))
     tver = next(iter(torch.values()))["torch"] if torch else "?"
+
+    def verdicts(by_init):
+        """Per model x width x method: nnq from PyTorch's own start (min-max), from
+        nnq's default (mse), and its best initialisation, each against PyTorch."""
+        out = []
+        for label, pick in (("from min-max ranges (`--init minmax`: the extremes over all "
+                             "calibration images, where PyTorch's observers keep a moving "
+                             "average of per-batch extremes with constant 0.01, in effect "
+                             "the first batch's, and weights at max|w| / (2^(b-1) - 1/2) "
+                             "against nnq's max|w| / (2^(b-1) - 1))",
+                             lambda d: d.get("minmax")),
+                            ("from nnq's default start (`--init mse`)", lambda d: d.get("mse")),
+                            ("with nnq's best initialisation of the recipe",
+                             lambda d: max(d.values()))):
+            got = [(k, pick(d)) for k, d in sorted(by_init.items()) if pick(d) is not None]
+            if not got:
+                continue
+            below = [f"{k[0]} W{k[1]}A{k[1]} {k[2]} ({v:+.2f})" for k, v in got if v < -1e-9]
+            out += ["", f"Per configuration, {label}: nnq at or above PyTorch in "
+                    f"{len(got) - len(below)} of {len(got)}"
+                    + (f"; below: {', '.join(below)}." if below else ".")]
+        return out
     lines = [
         "<!-- qat-vs-torch:begin -->",
         "## QAT: nnq vs PyTorch 1.13 quantization-aware training (issue 5)",
@@ -240,11 +267,13 @@ if env["ACCURACY"] == "1":
         *rows,
         "",
         f"nnq at or above PyTorch in {wins} of {compared} compared rows.",
+        *verdicts(by_init),
         "",
         "- **nnq**: `nnq qat --eval` on the fixture .onnx; *nnq QAT* is the exported QDQ "
         "model's top-1 (what `nnq eval` of the file gives). *nnq init*: `lsq` is the "
         "method's paper initialisation (`--init lsq`), `mse` PTQ's MSE ranges (`--init mse`, "
-        "nnq's default; `ste`'s usual start). `ste` keeps its ranges fixed (nnq's default).",
+        "nnq's default; `ste`'s usual start), `minmax` min-max ranges (`--init minmax`, the "
+        "kind of start PyTorch's observers give, not the same numbers: see below). `ste` keeps its ranges fixed (nnq's default).",
         "- **PyTorch** (`bench/torch_qat.py`): `ste` = `FakeQuantize` with "
         "`MovingAverageMinMaxObserver` / `MovingAveragePerChannelMinMaxObserver` (observers "
         "running during training, PyTorch's standard QAT); `lsq` = `_LearnableFakeQuantize` "
