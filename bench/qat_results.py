@@ -199,8 +199,8 @@ def render(a, recs, cmdline):
         lines.append(f"| {k[0]} | W{k[1]}A{k[1]} | {fp} | {ptq} | {bps} | " + " | ".join(cells)
                      + " |")
     if longer:
-        lines += ["", "Runs with another budget (a longer W4A4 `lsq+` run where the budget above "
-                  "missed the W4A4 target):", "",
+        lines += ["", "Runs with another budget (longer runs where the budget above left a "
+                  "target open):", "",
                   "| model | W/A | method | init | budget | other options | test images | FP32 | "
                   "start | simulated at the end | exported | train seconds |",
                   "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]

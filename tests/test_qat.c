@@ -202,11 +202,18 @@ static void test_bn_export(int bits) {
         return;
     }
     nnq_train_config c = train_cfg(1, 64, 1e-3f);
-    nnq_dataset part = train_set;
+    nnq_dataset part = train_set, part_test = test_set;
     part.n = 256;
+    part_test.n = 200;
     nnq_train_result r;
-    CHECK_OK(nnq_qat_train(qa, &part, NULL, &c, &r));
+    CHECK_OK(nnq_qat_train(qa, &part, &part_test, &c, &r));
     const float *t_logits = logits_of(qa->g, &test_set, 200);
+    /* The epoch's evaluation ran the inference network (shifts on, around
+     * it only) that g is after training: the same top-1, up to an image
+     * whose logits tie within float rounding. */
+    int right = 0;
+    for (int i = 0; t_logits && i < 200; i++) right += argmax10(t_logits + 10 * i) == test_set.labels[i];
+    CHECK(r.has_test && fabs(r.test_accuracy * 200 - right) <= 1.0);
     CHECK_OK(nnq_qat_export(qa));
     CHECK(qa->export_clamped == 0);
     for (int k = 0; k < qa->n_bn; k++) {
@@ -488,6 +495,13 @@ static void test_bn_reestimate(void) {
         CHECK(bn >= 0 && nnq_node_attr_float(&qa->g->nodes[bn], "momentum", 0) == 0.9f);
         free(got[0]);
         free(got[1]);
+        /* The shifts follow the new statistics: g is still the export. */
+        float *t_logits = logits_of(qa->g, &test_set, 100);
+        CHECK_OK(nnq_qat_export(qa));
+        float *s_logits = logits_of(qa->sim->g, &test_set, 100);
+        CHECK(t_logits && s_logits && check_nmse(s_logits, t_logits, 1000) < 1e-6);
+        free(t_logits);
+        free(s_logits);
     }
     nnq_qat_free(qa);
     nnq_graph_free(model);

@@ -23,9 +23,10 @@
  *                weights with scales s / |gamma / sqrt(var + eps)| (the
  *                same integers as the sim's); export folds it into the
  *                per-channel scale. The folded bias lands on its int32
- *                grid of step s_x s_w; a per-channel constant after BN,
- *                recomputed after every step from the running statistics,
- *                adds that rounding to g, so with BN in inference mode g
+ *                grid of step s_x s_w; a per-channel constant after BN
+ *                adds that rounding to g in inference (set from the running
+ *                statistics before each evaluation and after training and
+ *                BN re-estimation; 0 during training steps), so g then
  *                computes what the export does.
  *
  * Methods (the FakeQuant op of ops/quantize.c carries forward and backward):
@@ -150,7 +151,8 @@ nnq_status nnq_qat_train(nnq_qat *q, const nnq_dataset *train, const nnq_dataset
 
 /* Re-estimate the running statistics of the BN nodes kept in g from n
  * images of d (cumulative averages of batch statistics, as PyTorch's
- * update_bn), quantizers on. No-op without kept BN. */
+ * update_bn), quantizers on and the shifts off, as in training; then the
+ * shifts follow the new statistics. No-op without kept BN. */
 nnq_status nnq_qat_bn_reestimate(nnq_qat *q, const nnq_dataset *d, int64_t n, int64_t batch);
 
 /* Write the trained parameters into q->sim (BN folded into weights, biases

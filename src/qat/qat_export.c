@@ -17,7 +17,8 @@
  * statistics, is g's constant after each kept BN (nnq_qat_sync_bn_shift):
  * with BN in inference mode g then computes the exported function, up to
  * float rounding. At 3 bits the grid step reaches a good fraction of an
- * activation step, and the two differed by up to 14 points of top-1. */
+ * activation step, and the two differed by up to 14 points of top-1.
+ * Training steps run with e = 0 (qat_train.c says why). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>

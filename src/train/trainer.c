@@ -375,9 +375,14 @@ nnq_status nnq_train(nnq_graph *g, const nnq_dataset *train, const nnq_dataset *
             break;
         }
         if (test) {
-            if ((s = nnq_evaluate(g, test, eval_batch, cfg->threads, &p.test_loss,
-                                  &p.test_accuracy)) != NNQ_OK)
-                goto done;
+            const nnq_train_hooks *h = cfg->hooks;
+            if (h && h->inference && (s = h->inference(h->user, g, true)) != NNQ_OK) goto done;
+            s = nnq_evaluate(g, test, eval_batch, cfg->threads, &p.test_loss, &p.test_accuracy);
+            if (h && h->inference) {
+                nnq_status r = h->inference(h->user, g, false);
+                if (s == NNQ_OK) s = r;
+            }
+            if (s != NNQ_OK) goto done;
             p.has_test = out->has_test = true;
             out->test_loss = p.test_loss;
             out->test_accuracy = p.test_accuracy;

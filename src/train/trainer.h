@@ -72,6 +72,10 @@ typedef struct nnq_train_hooks {
      * projections of parameters onto their valid set, running ranges; ag
      * still holds the step's forward values. */
     nnq_status (*after_step)(void *user, nnq_params *ps, const nnq_autograd *ag);
+    /* Around each evaluation of g on the test set: on before it, off after
+     * it. For parts of g that inference runs and training steps must not,
+     * e.g. QAT's folded-bias shifts. */
+    nnq_status (*inference)(void *user, nnq_graph *g, bool on);
 } nnq_train_hooks;
 /* true: stop before the next step (must be cheap: called once per step). */
 typedef bool (*nnq_train_stop_fn)(void *user);
