@@ -212,7 +212,8 @@ def render(a, recs, cmdline):
                 sim = f"{r['qat_top1']:.2f}" if "qat_top1" in r else "–"
                 lines.append(f"| {r['model']} | W{r['bits']}A{r['bits']} | {r['method']} | "
                              f"`--init {r['init']}` | {budget(ep, tl)} | "
-                             f"{other_options(r['options'])} | "
+                             f"{other_options(r['options'])}"
+                             + (f" ({r['note']})" if r.get("note") else "") + " | "
                              f"{r.get('test_limit') or 10000} | {r['float_top1']:.2f} | "
                              f"{r['start_top1']:.2f} | {sim} | {r['export_top1']:.2f} | "
                              f"{r['train_seconds']:.0f} |")
@@ -239,7 +240,9 @@ def render(a, recs, cmdline):
         o = r["options"].split()
         checks.append(f"W4A4 lsq+ on {m}, best run with another budget "
                       f"({budget(o[o.index('--epochs') + 1], int(o[o.index('--train-limit') + 1]))}"
-                      f", {other_options(r['options'])}): exported {gap:.2f} points below FP32 "
+                      f", {other_options(r['options'])}"
+                      + (f", {r['note']}" if r.get("note") else "")
+                      + f"): exported {gap:.2f} points below FP32 "
                       f"({'met' if gap <= 1.0 else 'not met'}: target within 1.0)")
     if checks:
         lines += ["", "Targets:", ""] + [f"- {c}" for c in checks]
