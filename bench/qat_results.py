@@ -149,7 +149,7 @@ def render(a, recs, cmdline):
     for r in recs:
         key = (r["model"], r["bits"])
         row = rows.setdefault(key, {"fp32": None, "ptq": None, "cells": {}})
-        if r["kind"] == "ptq" and "quant_top1" in r:
+        if r["kind"] == "ptq" and "quant_top1" in r and row["ptq"] is None:  # ste's start wins
             row["ptq"] = r["quant_top1"]
             row["fp32"] = row["fp32"] or r.get("float_top1")
         if r["kind"] != "qat":
