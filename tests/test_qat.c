@@ -208,7 +208,7 @@ static void test_bn_export(int bits) {
     nnq_train_result r;
     CHECK_OK(nnq_qat_train(qa, &part, &part_test, &c, &r));
     const float *t_logits = logits_of(qa->g, &test_set, 200);
-    /* The epoch's evaluation ran the inference network (shifts on, around
+    /* The epoch's evaluation ran the inference network (rounding on, around
      * it only) that g is after training: the same top-1, up to an image
      * whose logits tie within float rounding. */
     int right = 0;
@@ -495,7 +495,7 @@ static void test_bn_reestimate(void) {
         CHECK(bn >= 0 && nnq_node_attr_float(&qa->g->nodes[bn], "momentum", 0) == 0.9f);
         free(got[0]);
         free(got[1]);
-        /* The shifts follow the new statistics: g is still the export. */
+        /* The bias rounding follows the new statistics: g is still the export. */
         float *t_logits = logits_of(qa->g, &test_set, 100);
         CHECK_OK(nnq_qat_export(qa));
         float *s_logits = logits_of(qa->sim->g, &test_set, 100);

@@ -23,11 +23,11 @@
  *                weights with scales s / |gamma / sqrt(var + eps)| (the
  *                same integers as the sim's); export folds it into the
  *                per-channel scale. The folded bias lands on its int32
- *                grid of step s_x s_w; a per-channel constant after BN
- *                adds that rounding to g in inference (set from the running
- *                statistics before each evaluation and after training and
- *                BN re-estimation; 0 during training steps), so g then
- *                computes what the export does.
+ *                grid of step s_x s_w; in inference each kept BN's bias
+ *                input is beta plus that rounding (nnq_qat_bn_shift: from
+ *                the running statistics, before each evaluation and after
+ *                training and BN re-estimation; training steps use beta), so
+ *                g then computes what the export does.
  *
  * Methods (the FakeQuant op of ops/quantize.c carries forward and backward):
  *   ste   scale and zero point fixed at their initial values, or (ema > 0)
@@ -118,8 +118,9 @@ typedef struct nnq_qat_bn {
     int layer;
     int conv_out;               /* value in g: the layer's own output, BN's input */
     int scale, bias, mean, var; /* BN initializers in g */
-    int shift;                  /* initializer in g added to BN's output: the
-                                   folded bias's int32 rounding (qat_export.c) */
+    int shifted_bias;           /* initializer in g: beta plus the folded bias's
+                                   int32 rounding, BN's bias in inference
+                                   (nnq_qat_bn_shift) */
     float eps;
 } nnq_qat_bn;
 
@@ -151,8 +152,8 @@ nnq_status nnq_qat_train(nnq_qat *q, const nnq_dataset *train, const nnq_dataset
 
 /* Re-estimate the running statistics of the BN nodes kept in g from n
  * images of d (cumulative averages of batch statistics, as PyTorch's
- * update_bn), quantizers on and the shifts off, as in training; then the
- * shifts follow the new statistics. No-op without kept BN. */
+ * update_bn), quantizers on and BN on its own beta, as in training; then
+ * the bias rounding follows the new statistics. No-op without kept BN. */
 nnq_status nnq_qat_bn_reestimate(nnq_qat *q, const nnq_dataset *d, int64_t n, int64_t batch);
 
 /* Write the trained parameters into q->sim (BN folded into weights, biases
@@ -186,8 +187,12 @@ nnq_status nnq_qat_init_ranges(nnq_qat *q, const nnq_dataset *calib);   /* qat_i
 nnq_status nnq_qat_build_graph(nnq_qat *q);                            /* qat_prepare.c */
 /* Bias scales in g from g's current input and weight scales (s_x s_w). */
 void nnq_qat_sync_bias(nnq_qat *q);                                    /* qat_prepare.c */
-/* Each kept BN's shift in g: the int32 rounding of its folded bias, from
- * g's current parameters, scales and running statistics. */
-void nnq_qat_sync_bn_shift(nnq_qat *q);                                /* qat_export.c */
+/* on: each kept BN in g reads as its bias beta plus the int32 rounding of
+ * its folded bias (from g's current parameters, scales and running
+ * statistics), so g in inference is the export; off: beta, for training.
+ * Between the two only BN's bias input moves: no node, no work in a step. */
+nnq_status nnq_qat_bn_shift(nnq_qat *q, bool on);                      /* qat_export.c */
+/* The BatchNormalization node of kept BN b in g, or -1. */
+int nnq_qat_bn_node(const nnq_graph *g, const nnq_qat_bn *b);          /* qat_export.c */
 
 #endif

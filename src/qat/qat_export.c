@@ -14,11 +14,11 @@
  * The export rounds b' to its int32 grid of step s_x s'; g's BN shifts by
  * (Q(b) - mu) a + beta, which that rounding never touched. The difference,
  * e = Q(b') - ((Q(b) - mu) a + beta) per channel from the running
- * statistics, is g's constant after each kept BN (nnq_qat_sync_bn_shift):
- * with BN in inference mode g then computes the exported function, up to
- * float rounding. At 3 bits the grid step reaches a good fraction of an
- * activation step, and the two differed by up to 14 points of top-1.
- * Training steps run with e = 0 (qat_train.c says why). */
+ * statistics, goes into BN's bias in inference (nnq_qat_bn_shift: beta + e):
+ * g then computes the exported function, up to float rounding. At 3 bits
+ * the grid step reaches a good fraction of an activation step, and the two
+ * differed by up to 14 points of top-1. Training steps use beta alone
+ * (qat_train.c says why). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -98,33 +98,50 @@ static double on_bias_grid(const nnq_qat *qa, int bq, float v, float step) {
     return bq >= 0 && qa->sim->quant[bq].enabled ? (float)(nnq_quantize_bias(v, step) * step) : v;
 }
 
-void nnq_qat_sync_bn_shift(nnq_qat *qa) {
+int nnq_qat_bn_node(const nnq_graph *g, const nnq_qat_bn *b) {
+    for (int n = 0; n < g->n_nodes; n++)
+        if (g->nodes[n].n_inputs > 0 && g->nodes[n].inputs[0] == b->conv_out &&
+            strcmp(g->nodes[n].op_type, "BatchNormalization") == 0)
+            return n;
+    return -1;
+}
+
+/* beta + e of kept BN b into its shifted_bias initializer. */
+static void sync_shifted_bias(nnq_qat *qa, const nnq_qat_bn *b) {
     const nnq_qsim *sim = qa->sim;
-    const nnq_graph *g = qa->g;
+    nnq_graph *g = qa->g;
+    const nnq_qsim_layer *L = &sim->layers[b->layer];
+    int x = L->input_q;
+    while (sim->quant[x].tied >= 0) x = sim->quant[x].tied;
+    const float xs = nnq_f32(&g->values[sim->quant[x].scale_value].t)[0];
+    const int bq = L->bias >= 0 ? L->bias_q : -1;
+    const float *gbs = bq >= 0 ? nnq_f32(&g->values[sim->quant[bq].scale_value].t) : NULL;
+    const float *beta = nnq_f32(&g->values[b->bias].t), *mean = nnq_f32(&g->values[b->mean].t);
+    float *out = nnq_f32(&g->values[b->shifted_bias].t);
+    const int64_t ch = nnq_tensor_numel(&g->values[b->bias].t);
+    for (int64_t c = 0; c < ch; c++) {
+        const folded_channel f = fold_channel(qa, b, c);
+        /* The export's bias (nnq_qsim_sync: step s_x s' in float) ... */
+        const double deployed = on_bias_grid(qa, bq, f.bias, xs * (f.ok ? f.s2 : f.s));
+        /* ... against what g's BN makes of its layer's quantized bias. */
+        const double lb = bq >= 0 ? on_bias_grid(qa, bq, nnq_f32(&g->values[L->bias].t)[c],
+                                                 gbs[sim->quant[bq].q.n > 1 ? c : 0])
+                                  : 0.0;
+        const double trained = isfinite(f.a) ? beta[c] + (lb - mean[c]) * f.a : beta[c];
+        const double e = deployed - trained;
+        out[c] = isfinite(e) ? (float)(beta[c] + e) : beta[c];
+    }
+}
+
+nnq_status nnq_qat_bn_shift(nnq_qat *qa, bool on) {
     for (int k = 0; k < qa->n_bn; k++) {
         const nnq_qat_bn *b = &qa->bn[k];
-        const nnq_qsim_layer *L = &sim->layers[b->layer];
-        int x = L->input_q;
-        while (sim->quant[x].tied >= 0) x = sim->quant[x].tied;
-        const float xs = nnq_f32(&g->values[sim->quant[x].scale_value].t)[0];
-        const int bq = L->bias >= 0 ? L->bias_q : -1;
-        const float *gbs = bq >= 0 ? nnq_f32(&g->values[sim->quant[bq].scale_value].t) : NULL;
-        const float *beta = nnq_f32(&g->values[b->bias].t), *mean = nnq_f32(&g->values[b->mean].t);
-        float *e = nnq_f32(&g->values[b->shift].t);
-        const int64_t ch = nnq_tensor_numel(&g->values[b->shift].t);
-        for (int64_t c = 0; c < ch; c++) {
-            const folded_channel f = fold_channel(qa, b, c);
-            /* The export's bias (nnq_qsim_sync: step s_x s' in float) ... */
-            const double deployed = on_bias_grid(qa, bq, f.bias, xs * (f.ok ? f.s2 : f.s));
-            /* ... against what g's BN makes of its layer's quantized bias. */
-            const double lb = bq >= 0 ? on_bias_grid(qa, bq, nnq_f32(&g->values[L->bias].t)[c],
-                                                     gbs[sim->quant[bq].q.n > 1 ? c : 0])
-                                      : 0.0;
-            const double trained = isfinite(f.a) ? beta[c] + (lb - mean[c]) * f.a : beta[c];
-            const double d = deployed - trained;
-            e[c] = isfinite(d) ? (float)d : 0.0f;
-        }
+        const int n = nnq_qat_bn_node(qa->g, b);
+        if (n < 0) return nnq_fail(NNQ_ERR_INVALID, "internal: a kept BatchNorm is missing");
+        if (on) sync_shifted_bias(qa, b);
+        qa->g->nodes[n].inputs[2] = on ? b->shifted_bias : b->bias;
     }
+    return NNQ_OK;
 }
 
 nnq_status nnq_qat_export(nnq_qat *qa) {

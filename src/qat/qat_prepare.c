@@ -112,7 +112,6 @@ static nnq_status put_back_bn(nnq_qat *qa, int li) {
     nnq_tensor *wg = &g->values[L->weight].t;
     if (!nnq_shape_equal(wf, wg) || wf->dtype != NNQ_DT_FLOAT) return NNQ_OK;
     const int64_t ch = wg->dims[L->w_axis];
-    const int wrank = wg->rank; /* wg moves when g's values grow below */
     for (int k = 1; k < 5; k++)
         if (nnq_tensor_numel(&f->values[bn->inputs[k]].t) != ch) return NNQ_OK;
     /* The layer's own weights and bias (a folded layer always has a bias),
@@ -142,6 +141,7 @@ static nnq_status put_back_bn(nnq_qat *qa, int li) {
     NNQ_TRY(copy_init(g, f, bn->inputs[2], &e.bias));
     NNQ_TRY(copy_init(g, f, bn->inputs[3], &e.mean));
     NNQ_TRY(copy_init(g, f, bn->inputs[4], &e.var));
+    NNQ_TRY(copy_init(g, f, bn->inputs[2], &e.shifted_bias)); /* nnq_qat_bn_shift */
     char want[NNQ_MAX_NAME + 16], name[NNQ_MAX_NAME + 32];
     snprintf(want, sizeof want, "%s_prebn", g->values[P].name);
     NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
@@ -154,34 +154,13 @@ static nnq_status put_back_bn(nnq_qat *qa, int li) {
                                    g->values[P].name);
     g->nodes[layer].outputs[0] = e.conv_out;
     g->values[e.conv_out].producer = layer;
-    /* BN writes bn_out; the shift (nnq_qat_sync_bn_shift) is added to it
-     * and writes P: [C] after Gemm, [C, 1, ...] after Conv. */
-    nnq_tensor shift = {0};
-    int64_t sdims[NNQ_MAX_RANK];
-    sdims[0] = ch;
-    for (int k = 1; k < wrank - 1; k++) sdims[k] = 1;
-    NNQ_TRY(nnq_tensor_alloc(&shift, NNQ_DT_FLOAT, wrank > 2 ? wrank - 1 : 1, sdims));
-    snprintf(want, sizeof want, "%s_bn_shift", g->values[P].name);
-    nnq_status st = nnq_graph_unique_name(g, want, name, sizeof name);
-    if (st == NNQ_OK) st = nnq_graph_add_initializer(g, name, &shift, &e.shift);
-    if (st != NNQ_OK) {
-        nnq_tensor_release(&shift);
-        return st;
-    }
-    int bn_out;
-    snprintf(want, sizeof want, "%s_bn_out", g->values[P].name);
-    NNQ_TRY(nnq_graph_unique_name(g, want, name, sizeof name));
-    NNQ_TRY(nnq_graph_add_value(g, name, &bn_out));
     snprintf(want, sizeof want, "%s_bn", g->values[P].name);
     const int in[5] = {e.conv_out, e.scale, e.bias, e.mean, e.var};
     int node;
-    NNQ_TRY(nnq_graph_add_node(g, want, "BatchNormalization", "", 5, in, 1, &bn_out, &node));
+    NNQ_TRY(nnq_graph_add_node(g, want, "BatchNormalization", "", 5, in, 1, &P, &node));
     NNQ_TRY(nnq_node_set_float(&g->nodes[node], "epsilon", e.eps));
     NNQ_TRY(nnq_node_set_float(&g->nodes[node], "momentum",
                                nnq_node_attr_float(bn, "momentum", 0.9f)));
-    const int add_in[2] = {bn_out, e.shift};
-    snprintf(want, sizeof want, "%s_bn_round", g->values[P].name);
-    NNQ_TRY(nnq_graph_add_node(g, want, "Add", "", 2, add_in, 1, &P, NULL));
     nnq_qat_bn *nb = realloc(qa->bn, sizeof *nb * (size_t)(qa->n_bn + 1));
     if (!nb) return nnq_fail(NNQ_ERR_NOMEM, "out of memory");
     qa->bn = nb;
@@ -295,7 +274,7 @@ nnq_status nnq_qat_build_graph(nnq_qat *qa) {
     for (int i = 0; i < sim->n_quant && s == NNQ_OK; i++) s = configure_quant(qa, i, shapes);
     free(shapes);
     if (s == NNQ_OK) nnq_qat_sync_bias(qa);
-    if (s == NNQ_OK) nnq_qat_sync_bn_shift(qa);
+    if (s == NNQ_OK) s = nnq_qat_bn_shift(qa, true);
     return s;
 }
 

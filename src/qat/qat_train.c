@@ -19,31 +19,15 @@ static void unfold_params(nnq_qat *qa, nnq_graph *g) {
     }
 }
 
-/* The kept BNs' shifts set to 0: training steps run without them (they
- * follow the running statistics, which batch statistics replace in
- * training; added there, a near-constant channel's large a = gamma /
- * sqrt(var + eps) made them jump by whole activation ranges between steps:
- * a mobilenetv2 run evaluated at 67 % after one epoch, where the same
- * recipe without them reaches ~91 %). */
-static void clear_bn_shifts(nnq_qat *qa) {
-    for (int k = 0; k < qa->n_bn; k++) {
-        nnq_tensor *e = &qa->g->values[qa->bn[k].shift].t;
-        memset(e->data, 0, sizeof(float) * (size_t)nnq_tensor_numel(e));
-    }
-}
-
 static nnq_status hook_inference(void *user, nnq_graph *g, bool on) {
     (void)g;
-    if (on) nnq_qat_sync_bn_shift(user);
-    else clear_bn_shifts(user);
-    return NNQ_OK;
+    return nnq_qat_bn_shift(user, on);
 }
 
 static nnq_status hook_setup(void *user, nnq_graph *g, nnq_params *ps) {
     nnq_qat *qa = user;
     const nnq_qsim *sim = qa->sim;
     unfold_params(qa, g);
-    clear_bn_shifts(qa);
     for (int i = 0; i < sim->n_layers; i++) {
         NNQ_TRY(nnq_params_add(ps, sim->layers[i].weight, NNQ_GROUP_WEIGHTS));
         if (sim->layers[i].bias >= 0)
@@ -167,6 +151,14 @@ nnq_status nnq_qat_train(nnq_qat *qa, const nnq_dataset *train, const nnq_datase
         .inference = hook_inference,
     };
     c.hooks = &hooks;
+    /* Training steps run BN on its own beta, without the folded bias's
+     * rounding: that comes from the running statistics, which batch
+     * statistics replace in training, and for a near-constant channel's
+     * large a = gamma / sqrt(var + eps) it jumped by whole activation ranges
+     * between steps (a mobilenetv2 run evaluated at 67 % after one epoch,
+     * where the same recipe without it reaches ~91 %). Off before nnq_train
+     * collects BN's inputs as parameters. */
+    NNQ_TRY(nnq_qat_bn_shift(qa, false));
     if (qa->opt.distill_t > 0) {
         const nnq_exec_options eo = {.threads = cfg->threads};
         NNQ_TRY(nnq_exec_create(qa->teacher, &eo, &qa->teacher_exec));
@@ -174,23 +166,16 @@ nnq_status nnq_qat_train(nnq_qat *qa, const nnq_dataset *train, const nnq_datase
     nnq_status s = nnq_train(qa->g, train, test, &c, out);
     nnq_exec_free(qa->teacher_exec);
     qa->teacher_exec = NULL;
+    nnq_status r = nnq_qat_bn_shift(qa, true); /* g is the inference network again */
+    if (s == NNQ_OK) s = r;
     /* Fold the weights' FakeQuant into constants again: g then runs the
      * kernels the exported model runs (constant weights take other conv
      * paths, whose float sums may differ in the last bit). */
     if (s == NNQ_OK) s = nnq_graph_prepare(qa->g);
-    nnq_qat_sync_bn_shift(qa); /* g is the inference network again */
     return s;
 }
 
 /* ---- BN re-estimation ---- */
-
-static int bn_node(const nnq_graph *g, const nnq_qat_bn *b) {
-    for (int n = 0; n < g->n_nodes; n++)
-        if (g->nodes[n].n_inputs > 0 && g->nodes[n].inputs[0] == b->conv_out &&
-            strcmp(g->nodes[n].op_type, "BatchNormalization") == 0)
-            return n;
-    return -1;
-}
 
 nnq_status nnq_qat_bn_reestimate(nnq_qat *qa, const nnq_dataset *d, int64_t n, int64_t batch) {
     if (qa->n_bn == 0) return NNQ_OK;
@@ -203,14 +188,14 @@ nnq_status nnq_qat_bn_reestimate(nnq_qat *qa, const nnq_dataset *d, int64_t n, i
     batch = batch > 0 ? batch : 64;
     nnq_status s = momentum && nodes ? NNQ_OK : nnq_fail(NNQ_ERR_NOMEM, "out of memory");
     for (int k = 0; k < qa->n_bn && s == NNQ_OK; k++) {
-        nodes[k] = bn_node(g, &qa->bn[k]);
+        nodes[k] = nnq_qat_bn_node(g, &qa->bn[k]);
         if (nodes[k] < 0) s = nnq_fail(NNQ_ERR_INVALID, "internal: a kept BatchNorm is missing");
         else momentum[k] = nnq_node_attr_float(&g->nodes[nodes[k]], "momentum", 0.9f);
     }
+    if (s == NNQ_OK) s = nnq_qat_bn_shift(qa, false); /* as in training; on again below */
     if (s == NNQ_OK) s = nnq_params_init(&ps, g);
     if (s != NNQ_OK) goto done;
     s = nnq_autograd_create(g, &ps, qa->opt.threads, &ag);
-    clear_bn_shifts(qa); /* as in training; set again below */
     /* Batch k (from 0) enters with weight 1/(k+1): a cumulative average. */
     int64_t k = 0;
     for (int64_t start = 0; start < n && s == NNQ_OK; start += batch, k++) {
@@ -224,10 +209,11 @@ nnq_status nnq_qat_bn_reestimate(nnq_qat *qa, const nnq_dataset *d, int64_t n, i
         nnq_status r = nnq_node_set_float(&g->nodes[nodes[j]], "momentum", momentum[j]);
         if (s == NNQ_OK) s = r;
     }
-    nnq_qat_sync_bn_shift(qa);
     nnq_autograd_free(ag);
     nnq_params_free(&ps);
-done:
+done:;
+    nnq_status r = nnq_qat_bn_shift(qa, true);
+    if (s == NNQ_OK) s = r;
     free(momentum);
     free(nodes);
     return s;
